@@ -1,0 +1,168 @@
+"""Monitor signals: what the core measures on the request and on every streamed token.
+
+- Confidence: Chow-Quantile over a sliding window of per-token log-probabilities (a low
+  quantile is robust to length, unlike a sum or mean), the minimum so far, and the mean
+  entropy of the top-k alternatives, mapped through a logistic calibration to P(correct).
+- Complexity of the request: cheap lexical features, mapped through a logistic to [0, 1].
+- Completeness at the end of a stream: truncation, empty output, malformed tool arguments.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Sequence
+
+import msgspec
+
+from .params import Calibration, ComplexityParams, MonitorParams
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def entropy_of(top_logprobs: Sequence[float]) -> float:
+    """Entropy (nats) of the top-k alternatives, renormalised over the k shown."""
+    if not top_logprobs:
+        return 0.0
+    m = max(top_logprobs)
+    weights = [math.exp(lp - m) for lp in top_logprobs]
+    total = sum(weights)
+    h = 0.0
+    for w in weights:
+        p = w / total
+        if p > 0.0:
+            h -= p * math.log(p)
+    return h
+
+
+class Confidence(msgspec.Struct, frozen=True):
+    p_correct: float
+    quantile_p: float
+    min_p: float
+    entropy: float
+    tokens: int
+
+
+class ConfidenceMonitor:
+    """Per-attempt token statistics. O(window) per token; the window is small (≈12)."""
+
+    __slots__ = ("_cal", "_complexity", "_entropies", "_logprobs", "_min_lp", "_params", "tokens")
+
+    def __init__(self, params: MonitorParams, complexity: float) -> None:
+        self._params = params
+        self._cal: Calibration = params.calibration
+        self._complexity = complexity
+        self._logprobs: deque[float] = deque(maxlen=params.window)
+        self._entropies: deque[float] = deque(maxlen=params.window)
+        self._min_lp = 0.0
+        self.tokens = 0
+
+    def observe(self, logprob: float | None, top_logprobs: Sequence[float]) -> None:
+        self.tokens += 1
+        # A tier without logprobs gives no evidence either way: it counts as confident, and
+        # the other signals (completeness, verifiers, latency) still apply.
+        lp = 0.0 if logprob is None else max(logprob, -30.0)
+        self._logprobs.append(lp)
+        self._entropies.append(entropy_of(top_logprobs))
+        if lp < self._min_lp:
+            self._min_lp = lp
+
+    @property
+    def ready(self) -> bool:
+        return self.tokens >= self._params.min_tokens
+
+    def confidence(self) -> Confidence:
+        if not self._logprobs:
+            return Confidence(1.0, 1.0, 1.0, 0.0, 0)
+        ordered = sorted(self._logprobs)
+        idx = min(len(ordered) - 1, int(self._params.quantile * len(ordered)))
+        q_lp = ordered[idx]
+        mean_h = sum(self._entropies) / len(self._entropies)
+        cal = self._cal
+        z = (
+            cal.bias
+            + cal.w_quantile * q_lp
+            + cal.w_min * self._min_lp
+            + cal.w_entropy * mean_h
+            + cal.w_complexity * self._complexity
+        )
+        return Confidence(
+            p_correct=_sigmoid(z),
+            quantile_p=math.exp(q_lp),
+            min_p=math.exp(self._min_lp),
+            entropy=mean_h,
+            tokens=self.tokens,
+        )
+
+
+# --- request complexity -------------------------------------------------------------------
+
+_CLAUSE = re.compile(
+    r"\b(and|but|unless|if|then|keep|except|also|while|instead|otherwise|only|before|after)\b|[,;]",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d+|\b(one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE)
+
+
+class RequestFeatures(msgspec.Struct, frozen=True):
+    words: int
+    clauses: int
+    numbers: int
+    questions: int
+
+    def vector(self) -> tuple[float, ...]:
+        """Features for the online router (scaled to similar ranges)."""
+        return (
+            1.0,
+            math.log1p(self.words) / 4.0,
+            self.clauses / 4.0,
+            self.numbers / 4.0,
+            float(self.questions),
+        )
+
+
+def request_features(text: str) -> RequestFeatures:
+    return RequestFeatures(
+        words=len(text.split()),
+        clauses=len(_CLAUSE.findall(text)),
+        numbers=len(_NUMBER.findall(text)),
+        questions=text.count("?"),
+    )
+
+
+def complexity_of(features: RequestFeatures, params: ComplexityParams) -> float:
+    z = (
+        params.bias
+        + params.w_words * features.words
+        + params.w_clauses * features.clauses
+        + params.w_numbers * features.numbers
+        + params.w_questions * features.questions
+    )
+    return _sigmoid(z)
+
+
+# --- completeness -------------------------------------------------------------------------
+
+
+def incompleteness(
+    finish_reason: str | None, text: str, tool_arguments: Sequence[str]
+) -> str | None:
+    """Why a finished stream is not a complete answer, or None when it is."""
+    if finish_reason == "length":
+        return "the answer was cut off at the token limit"
+    if finish_reason == "content_filter":
+        return "the answer was stopped by a content filter"
+    if not text.strip() and not tool_arguments:
+        return "the tier produced no text and no tool call"
+    for args in tool_arguments:
+        try:
+            msgspec.json.decode(args or "{}")
+        except msgspec.DecodeError:
+            return f"malformed tool arguments: {args[:60]!r}"
+    return None
