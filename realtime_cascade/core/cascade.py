@@ -239,6 +239,7 @@ class Turn:
         self._doubt_until: float | None = None  # gate frozen until then, unless resolved
         self._no_escalation = False  # set once an escalation was refused for this attempt
         self._decisions: list[DecisionRecord] = []
+        self._handoffs: list[Handoff] = []
         self._fillers: list[str] = []
         self._filler_time = 0.0
         self._tool_calls: tuple[ToolCallRecord, ...] = ()
@@ -503,6 +504,7 @@ class Turn:
             end_ms=round((end - self._t0) * 1000.0, 3),
             attempts=tuple(a.trace(self._t0, a.promoted) for a in self._attempts),
             decisions=tuple(self._decisions),
+            handoffs=tuple(self._handoffs),
         )
 
     # -- routing and escalation -------------------------------------------------------------
@@ -713,7 +715,9 @@ class Turn:
         self._escalated = True
         self._handoff_at = now
         self._handoff_ms = None
-        out.append(Handoff(old.tier, target, self._gate.released_len, self._ms(now) or 0.0))
+        handoff = Handoff(old.tier, target, self._gate.released_len, self._ms(now) or 0.0)
+        self._handoffs.append(handoff)
+        out.append(handoff)
         if hedge is not None:
             # rule 4: the gate was frozen since the hedge started, so its prefix is current
             assert hedge.released_at_start == self._gate.released_len
@@ -834,8 +838,9 @@ class Turn:
             return  # rule 4
         active = self._active
         tier = active.tier if active else self._first_tier
+        eager = self.params.gate.eager_last_tier and tier >= self._max_tier
         while True:
-            piece = self._gate.take(now, final=final)
+            piece = self._gate.take(now, final=final, eager=eager)
             if not piece:
                 return
             self._note_release(now)

@@ -7,6 +7,8 @@ Rules:
 3. A piece longer than ``max_phrase_chars``, or held longer than ``max_hold_ms``, is released
    at its last word boundary, never inside a word.
 4. On handoff the pending tail is dropped; the next tier continues after the released text.
+5. Eager mode (the last tier allowed: no monitor verdict can change anything) releases every
+   complete word at once; holding it back would only add latency.
 
 The gate itself never decides *whether* text may go out: the cascade freezes it while the
 monitor is in doubt and calls :meth:`take` otherwise.
@@ -56,13 +58,17 @@ class SpeechGate:
         return dropped
 
     def hold_deadline(self) -> float | None:
-        """When the oldest pending token has waited ``max_hold_ms``."""
-        if not self._starts or not self._pending.strip():
+        """When the oldest pending token has waited ``max_hold_ms`` — None while waiting would
+        release nothing (a lone, possibly unfinished word), so no timer spins on it."""
+        if not self._starts or self._word_cut() == 0:
             return None
         return self._starts[0][1] + self._params.max_hold_ms / 1000.0
 
-    def take(self, now: float, *, final: bool = False) -> str:
-        """Cut the longest releasable piece off the pending text (``""`` if none)."""
+    def take(self, now: float, *, final: bool = False, eager: bool = False) -> str:
+        """Cut the longest releasable piece off the pending text (``""`` if none).
+
+        ``eager``: release every complete word now (for a tier nobody can overrule).
+        """
         pending = self._pending
         if not pending:
             return ""
@@ -70,6 +76,8 @@ class SpeechGate:
             cut = len(pending)
         else:
             cut = self._phrase_cut()
+            if eager:
+                cut = max(cut, self._word_cut())
             if cut == 0:
                 deadline = self.hold_deadline()
                 too_long = len(pending) > self._params.max_phrase_chars

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .actions import DecisionRecord, TurnStatus
+from .actions import DecisionRecord, Handoff, TurnStatus
 
 
 class AttemptTrace(msgspec.Struct, frozen=True):
@@ -47,3 +47,4 @@ class TurnTrace(msgspec.Struct, frozen=True):
     end_ms: float
     attempts: tuple[AttemptTrace, ...]
     decisions: tuple[DecisionRecord, ...]
+    handoffs: tuple[Handoff, ...] = ()  # each with how much text was released before it
