@@ -14,7 +14,7 @@ httpcore's ``map_exceptions``), so nothing above them imports ``openai``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Literal, Protocol
 
 import msgspec
@@ -70,7 +70,7 @@ class Provider(Protocol):
 
     name: str
 
-    def stream(self, request: TierRequest) -> AsyncIterator[Chunk]: ...
+    def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]: ...
 
     async def aclose(self) -> None: ...
 

@@ -15,7 +15,7 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Literal, Protocol
 
 import anyio
@@ -226,7 +226,9 @@ def schedule(profile: SimProfile, name: str, script: Script, request: TierReques
     if len(steps) > request.max_tokens:
         steps = steps[: request.max_tokens]
         finish = "length"
-    input_tokens = sum(len(m.content or "") for m in request.messages) // 4 + len(request.prefix) // 4
+    input_tokens = (
+        sum(len(m.content or "") for m in request.messages) // 4 + len(request.prefix) // 4
+    )
     usage = Usage(max(1, input_tokens), len(steps))
     steps.append(SimStep(0.0 if steps else ttft(), Chunk(finish_reason=finish, usage=usage)))
     return steps
@@ -240,7 +242,7 @@ class SimProvider:
         self.profile = profile
         self.script = script if script is not None else SCRIPTS[profile.script]
 
-    async def stream(self, request: TierRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
         for step in schedule(self.profile, self.name, self.script, request):
             if step.delay > 0:
                 await anyio.sleep(step.delay)

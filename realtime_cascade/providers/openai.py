@@ -1,0 +1,518 @@
+"""A tier on any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, …).
+
+Requests go through the ``openai`` package (auth, base URL, request building, HTTP status
+errors), but the streamed body does not: the SDK builds a pydantic model per SSE chunk, which
+costs several times what the cascade's whole per-token budget allows (see
+``bench/decode_cost.py``). We take the SDK's raw streaming response and decode each SSE
+``data:`` line with one long-lived ``msgspec`` decoder into the few fields we use
+(:class:`ChatStreamDecoder`, sans-I/O: bytes in, :class:`~.base.Chunk` s out).
+
+Errors are translated at this boundary, in the manner of httpcore's ``map_exceptions``::
+
+    openai.RateLimitError                         -> RateLimited (retry_after from the headers)
+    openai.APIStatusError                         -> UpstreamStatus
+    openai.APITimeoutError, httpx2 timeouts       -> UpstreamTimeout
+    openai.APIConnectionError, httpx2 read errors,
+      an incomplete chunked body, EOF before the
+      reply finished                              -> ConnectionLost
+    an undecodable chunk, a wrong content type    -> MalformedStream
+    an ``{"error": …}`` event inside the stream   -> UpstreamStatus
+
+The API key is read once from the environment variable the config names; it is never logged
+and is scrubbed from every error message we build (upstreams do echo keys back in 401 bodies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import os
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, cast
+
+import anyio
+import httpx2
+import msgspec
+import openai
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolUnionParam,
+)
+
+from .base import (
+    Chunk,
+    ConnectionLost,
+    MalformedStream,
+    ProviderError,
+    RateLimited,
+    TierRequest,
+    ToolCallDelta,
+    UpstreamStatus,
+    UpstreamTimeout,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+PrefixMode = Literal["assistant_prefix", "instruction"]
+
+
+class OpenAIProviderConfig(msgspec.Struct, tag="openai", frozen=True, forbid_unknown_fields=True):
+    """A tier served by an OpenAI-compatible endpoint.
+
+    ``prefix_mode`` says how a stronger tier is told to continue a reply whose start was already
+    spoken: ``assistant_prefix`` sends that start as a final assistant message with vLLM's
+    ``continue_final_message`` (exact continuation, where the server supports it);
+    ``instruction`` asks for the continuation in a system message (works everywhere, less exact).
+    ``api_key_env = ""`` means the endpoint needs no key (a local server).
+    """
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    logprobs: bool = True
+    # OpenAI accepts 0..20 alternatives per token.
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] = 5
+    prefix_mode: PrefixMode = "instruction"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # Merged into every request body last, so it can also override the continuation flags for
+    # servers that name them differently.
+    extra_body: dict[str, object] = {}
+
+
+class MissingAPIKey(ValueError):
+    """The environment variable that should hold a tier's API key is unset or empty."""
+
+
+# --- the continuation instruction (``prefix_mode = "instruction"``) -----------------------
+# Kept next to its parser so the sim upstream can recognise it and continue exactly like a
+# model that follows it would.
+
+_INSTRUCTION_HEAD = (
+    "Your reply so far has already been spoken to the user, word for word, and cannot be taken"
+    ' back:\n"""'
+)
+_INSTRUCTION_TAIL = (
+    '"""\nContinue the reply from exactly where it stops. Do not repeat any of it, do not start'
+    " over, and do not contradict it."
+)
+
+
+def continuation_instruction(prefix: str) -> str:
+    """The system message that asks a model to continue ``prefix`` without repeating it."""
+    return f"{_INSTRUCTION_HEAD}{prefix}{_INSTRUCTION_TAIL}"
+
+
+def parse_continuation_instruction(text: str | None) -> str | None:
+    """The prefix quoted by :func:`continuation_instruction`, or None for any other text."""
+    if text is None or len(text) < len(_INSTRUCTION_HEAD) + len(_INSTRUCTION_TAIL):
+        return None
+    if not (text.startswith(_INSTRUCTION_HEAD) and text.endswith(_INSTRUCTION_TAIL)):
+        return None
+    return text[len(_INSTRUCTION_HEAD) : len(text) - len(_INSTRUCTION_TAIL)]
+
+
+# --- the stream chunk shape, only the fields we read ---------------------------------------
+# msgspec skips every other field (``id``, ``bytes``, alternatives' token strings, …) without
+# building anything for it. ``gc=False``: decoded chunks hold no reference cycles.
+
+
+class _TopLogprob(msgspec.Struct, gc=False):
+    logprob: float = 0.0
+
+
+class _TokenLogprob(msgspec.Struct, gc=False):
+    token: str = ""
+    logprob: float = 0.0
+    top_logprobs: list[_TopLogprob] = []
+
+
+class _Logprobs(msgspec.Struct, gc=False):
+    content: list[_TokenLogprob] | None = None
+
+
+class _Function(msgspec.Struct, gc=False):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct, gc=False):
+    index: int = 0
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct, gc=False):
+    content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    delta: _Delta = msgspec.field(default_factory=_Delta)
+    logprobs: _Logprobs | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct, gc=False):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _StreamError(msgspec.Struct, gc=False):
+    message: str = ""
+    type: str | None = None
+    code: int | str | None = None
+
+
+class _StreamChunk(msgspec.Struct, gc=False):
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    error: _StreamError | None = None
+
+
+# One decoder for every stream of the process: it holds no per-stream state.
+_CHUNK_DECODER = msgspec.json.Decoder(_StreamChunk)
+
+
+class _Redactor:
+    """Scrubs the API key from text that may end up in an error message or a log."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: str) -> None:
+        # A very short "key" (a placeholder for a local server) would scrub ordinary words.
+        self._secret = secret if len(secret) >= 6 else ""
+
+    def __call__(self, text: str) -> str:
+        return text.replace(self._secret, "[redacted]") if self._secret else text
+
+
+class ChatStreamDecoder:
+    """An OpenAI chat-completions SSE body in, one :class:`Chunk` per token out (sans-I/O).
+
+    ``feed(bytes)`` returns the chunks completed by those bytes; ``done`` turns true at
+    ``data: [DONE]``; ``end()`` is called at EOF. The last chunk carries ``finish_reason`` and
+    ``usage``: it is emitted once both are known (usage comes in its own chunk after the
+    finish), or at ``[DONE]`` for servers that send no usage.
+    """
+
+    __slots__ = ("_buffer", "_data", "_final_sent", "_finish", "_name", "_redact", "_usage", "done")
+
+    def __init__(self, name: str = "openai", redact: _Redactor | None = None) -> None:
+        self._name = name
+        self._redact = redact if redact is not None else _Redactor("")
+        self._buffer = b""  # an incomplete line
+        self._data: bytes | None = None  # the ``data:`` of the event being read
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+        self._final_sent = False
+        self.done = False
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        out: list[Chunk] = []
+        if self.done:
+            return out
+        buffer = self._buffer + data if self._buffer else data
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]  # CRLF line ends are legal SSE
+            if line:
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    if value[:1] == b" ":
+                        value = value[1:]
+                    # Multi-line data is joined with "\n", as the SSE spec says.
+                    self._data = value if self._data is None else self._data + b"\n" + value
+                # Comments (": ping" keep-alives), event:, id: and retry: carry nothing we use.
+                continue
+            if self._data is not None:
+                event, self._data = self._data, None
+                self._event(event, out)
+                if self.done:
+                    break
+        return out
+
+    def end(self) -> list[Chunk]:
+        """The body ended. Raises :class:`ConnectionLost` if the reply had not finished."""
+        out: list[Chunk] = []
+        if not self.done:
+            # A last event without its blank line still counts (lenient, like browsers).
+            tail = self.feed(b"\n\n") if (self._buffer or self._data is not None) else []
+            out.extend(tail)
+        if self.done or self._finish is not None:
+            # Some servers end the body without [DONE]: a reply with a finish is complete.
+            self._emit_final(out)
+            return out
+        raise ConnectionLost(f"{self._name}: the stream ended before the reply finished")
+
+    # -- one event -------------------------------------------------------------------------
+
+    def _event(self, data: bytes, out: list[Chunk]) -> None:
+        if data == b"[DONE]":
+            self.done = True
+            self._emit_final(out)
+            return
+        try:
+            msg = _CHUNK_DECODER.decode(data)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+            sample = self._redact(repr(data[:80]))
+            raise MalformedStream(
+                f"{self._name}: undecodable stream chunk ({self._redact(str(exc))}): {sample}"
+            ) from None
+        if msg.error is not None:
+            code = msg.error.code
+            status = code if isinstance(code, int) and 400 <= code <= 599 else 500
+            detail = self._redact(msg.error.message or msg.error.type or "no message")
+            raise UpstreamStatus(f"{self._name}: error event in the stream: {detail}", status)
+        if msg.usage is not None:
+            self._usage = Usage(msg.usage.prompt_tokens, msg.usage.completion_tokens)
+        if msg.choices:
+            choice = msg.choices[0]  # we never ask for n > 1
+            self._choice(choice, out)
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
+        if self._finish is not None and self._usage is not None:
+            self._emit_final(out)
+
+    def _choice(self, choice: _Choice, out: list[Chunk]) -> None:
+        delta = choice.delta
+        entries = choice.logprobs.content if choice.logprobs is not None else None
+        text = delta.content
+        if text:
+            if not entries:
+                out.append(Chunk(text))
+            elif len(entries) == 1:
+                # The content is authoritative: a byte-level token's string can differ from it.
+                e = entries[0]
+                out.append(Chunk(text, e.logprob, tuple(t.logprob for t in e.top_logprobs)))
+            elif "".join(e.token for e in entries) == text:
+                # Several tokens in one SSE chunk (servers batch under load): one Chunk each,
+                # so the monitor sees every token's probability.
+                for e in entries:
+                    out.append(Chunk(e.token, e.logprob, tuple(t.logprob for t in e.top_logprobs)))
+            else:
+                # Tokens that do not spell the content (partial UTF-8): keep the text exact on
+                # the first chunk, the remaining tokens' probabilities on empty chunks.
+                for k, e in enumerate(entries):
+                    tops = tuple(t.logprob for t in e.top_logprobs)
+                    out.append(Chunk(text if k == 0 else "", e.logprob, tops))
+        if delta.tool_calls:
+            # A lone tool-call piece with one logprob entry (vLLM reports them) keeps it.
+            single = entries[0] if entries and len(entries) == 1 and not text else None
+            lone = len(delta.tool_calls) == 1
+            for call in delta.tool_calls:
+                fn = call.function
+                piece = ToolCallDelta(
+                    call.index,
+                    id=call.id,
+                    name=fn.name if fn is not None else None,
+                    arguments=(fn.arguments or "") if fn is not None else "",
+                )
+                if single is not None and lone:
+                    tops = tuple(t.logprob for t in single.top_logprobs)
+                    out.append(Chunk(logprob=single.logprob, top_logprobs=tops, tool_call=piece))
+                else:
+                    out.append(Chunk(tool_call=piece))
+
+    def _emit_final(self, out: list[Chunk]) -> None:
+        if self._final_sent:
+            return
+        self._final_sent = True
+        # A [DONE] without any finish_reason (seen from some proxies) is taken as a stop.
+        out.append(Chunk(finish_reason=self._finish or "stop", usage=self._usage))
+
+
+# --- error mapping --------------------------------------------------------------------------
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI) or ``retry-after`` (seconds or date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _status_detail(exc: openai.APIStatusError, redact: _Redactor) -> str:
+    # 401/403 bodies talk about the key itself ("Incorrect API key provided: sk-…"): keep none
+    # of it, not even a partly masked key.
+    if exc.status_code in (401, 403):
+        return "authentication failed (check the API key's environment variable)"
+    return redact(exc.message)
+
+
+@contextlib.contextmanager
+def _map_errors(name: str, redact: _Redactor) -> Iterator[None]:
+    """Translate ``openai`` / ``httpx2`` / socket errors into the provider error tree.
+
+    Status errors are raised ``from None``: the SDK exception's body and request (headers
+    included) may hold what we scrubbed. Transport errors keep their cause for debugging.
+    """
+    try:
+        yield
+    except ProviderError:
+        raise
+    except openai.RateLimitError as exc:
+        retry = retry_after_seconds(exc.response.headers)
+        raise RateLimited(f"{name}: rate limited: {_status_detail(exc, redact)}", retry) from None
+    except openai.APIStatusError as exc:
+        detail = _status_detail(exc, redact)
+        raise UpstreamStatus(f"{name}: HTTP {exc.status_code}: {detail}", exc.status_code) from None
+    except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise UpstreamTimeout(f"{name}: the upstream timed out ({type(exc).__name__})") from exc
+    except httpx2.DecodingError as exc:
+        raise MalformedStream(f"{name}: undecodable response body: {redact(str(exc))}") from exc
+    except (
+        openai.APIConnectionError,
+        httpx2.TransportError,
+        anyio.EndOfStream,
+        anyio.BrokenResourceError,
+        ssl.SSLError,
+        ConnectionError,
+    ) as exc:
+        # httpx2 reports an incomplete chunked body as RemoteProtocolError, a reset as ReadError.
+        raise ConnectionLost(f"{name}: connection lost ({type(exc).__name__})") from exc
+    except openai.OpenAIError as exc:
+        raise ProviderError(f"{name}: {type(exc).__name__}: {redact(str(exc))}") from None
+
+
+# --- the provider ---------------------------------------------------------------------------
+
+
+class OpenAIProvider:
+    """A tier on an OpenAI-compatible endpoint. ``stream`` yields one :class:`Chunk` per token.
+
+    Cancel the consumer (or ``aclose()`` the iterator; wrap it in ``contextlib.aclosing``)
+    and the HTTP response is closed, so the upstream stops generating.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: OpenAIProviderConfig,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        key = ""
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env, "")
+            if not key:
+                raise MissingAPIKey(
+                    f"tier {name!r}: environment variable {config.api_key_env} is not set "
+                    '(set api_key_env = "" for an endpoint that needs no key)'
+                )
+        self._redact = _Redactor(key)
+        # max_retries=0: the cascade falls back to another tier rather than retrying blindly.
+        self._client = openai.AsyncOpenAI(
+            # The SDK insists on some key; a keyless local server ignores this placeholder.
+            api_key=key or "unused",
+            base_url=config.base_url,
+            timeout=config.timeout_s,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    def _messages(self, request: TierRequest) -> list[ChatCompletionMessageParam]:
+        messages: list[dict[str, Any]] = [msgspec.to_builtins(m) for m in request.messages]
+        if request.prefix:
+            if self.config.prefix_mode == "assistant_prefix":
+                messages.append({"role": "assistant", "content": request.prefix})
+            else:
+                messages.append(
+                    {"role": "system", "content": continuation_instruction(request.prefix)}
+                )
+        return cast(list[ChatCompletionMessageParam], messages)
+
+    def _extra_body(self, request: TierRequest) -> dict[str, object]:
+        body: dict[str, object] = {}
+        if request.prefix and self.config.prefix_mode == "assistant_prefix":
+            # vLLM's names (also SGLang's); the generation continues the last assistant message.
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        body.update(self.config.extra_body)
+        return body
+
+    # An AsyncGenerator (not just an iterator), so callers can ``aclosing()`` it.
+    async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
+        config = self.config
+        want_logprobs = config.logprobs
+        # The tier's cap (config) and what the monitor asked for, whichever is smaller.
+        top = max(0, min(config.top_logprobs, request.top_logprobs))
+        tools = cast(list[ChatCompletionToolUnionParam], list(request.tools))
+        tool_choice = cast(ChatCompletionToolChoiceOptionParam, request.tool_choice)
+        decoder = ChatStreamDecoder(self.name, self._redact)
+        with _map_errors(self.name, self._redact):
+            async with self._client.chat.completions.with_streaming_response.create(
+                model=config.model,
+                messages=self._messages(request),
+                stream=True,
+                stream_options={"include_usage": True},
+                logprobs=True if want_logprobs else openai.omit,
+                top_logprobs=top if want_logprobs else openai.omit,
+                tools=tools if tools else openai.omit,
+                tool_choice=tool_choice if request.tool_choice is not None else openai.omit,
+                max_tokens=request.max_tokens,
+                extra_body=self._extra_body(request),
+            ) as response:
+                try:
+                    content_type = response.headers.get("content-type", "")
+                    if not content_type.lower().startswith("text/event-stream"):
+                        raise MalformedStream(
+                            f"{self.name}: expected an event stream, got content type "
+                            f"{self._redact(content_type)!r}"
+                        )
+                    async with contextlib.aclosing(response.http_response.aiter_bytes()) as body:
+                        async for piece in body:
+                            for chunk in decoder.feed(piece):
+                                yield chunk
+                            if decoder.done:
+                                break
+                        else:
+                            for chunk in decoder.end():
+                                yield chunk
+                            return
+                        await _drain(body)
+                finally:
+                    # Shielded: a cancelled consumer must still close the response, or the
+                    # upstream keeps generating tokens nobody reads (and bills for them).
+                    with anyio.CancelScope(shield=True):
+                        await response.close()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read what follows ``[DONE]`` (the chunked terminator) so HTTP/1.1 can reuse the
+    connection; bounded, for servers that keep the body open after it."""
+    with anyio.move_on_after(0.1):
+        try:
+            async for _ in body:
+                pass
+        except (httpx2.HTTPError, anyio.EndOfStream, OSError):
+            # The reply is complete; a failing tail only costs the connection.
+            log.debug("ignoring an error after [DONE]")
