@@ -1,0 +1,101 @@
+"""``realtime-cascade``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import anyio
+import msgspec
+
+from . import config as config_mod
+from .core import Action, Filler, Release
+from .eval.cli import add_eval_parser
+from .providers.base import Message
+from .providers.sim_upstream import add_sim_upstream_parser
+from .runtime import TurnRequest, TurnRunner
+from .schema import add_schema_parser
+from .server import add_serve_parser
+from .trace import render, summary
+
+
+def run_async(fn: object, *args: object) -> object:
+    """Run on uvloop where available (it is the faster loop; the runtime needs nothing else)."""
+    try:
+        import uvloop  # noqa: F401
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    return anyio.run(fn, *args, backend="asyncio", backend_options=options)  # type: ignore[arg-type]
+
+
+def _ask(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    profile = config_mod.build_profile(cfg, args.profile)
+    messages = []
+    if args.system:
+        messages.append(Message("system", args.system))
+    messages.append(Message("user", args.text))
+    request = TurnRequest(tuple(messages), seed=args.seed)
+    stream = not args.json
+
+    def emit(action: Action) -> None:
+        if not stream:
+            return
+        match action:
+            case Release(text=text):
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            case Filler(text=text):
+                sys.stdout.write(f"[{text}] ")
+                sys.stdout.flush()
+            case _:
+                pass
+
+    async def main() -> object:
+        try:
+            return await TurnRunner(profile, request, emit).run()
+        finally:
+            await profile.aclose()
+
+    trace = run_async(main)
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(summary(trace)).decode() + "\n")  # type: ignore[arg-type]
+    else:
+        sys.stdout.write("\n\n" + render(trace) + "\n")  # type: ignore[arg-type]
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realtime-cascade", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="run one turn in-process and print the released text")
+    ask.add_argument("text")
+    ask.add_argument("--config", default=None, help="TOML config (default: the embedded sim tiers)")
+    ask.add_argument("--profile", default="default")
+    ask.add_argument("--system", default=None, help="system instructions")
+    ask.add_argument("--seed", type=int, default=0)
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.set_defaults(func=_ask)
+
+    add_serve_parser(sub)
+    add_sim_upstream_parser(sub)
+    add_schema_parser(sub)
+    add_eval_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except config_mod.ConfigError as exc:
+        sys.stderr.write(f"realtime-cascade: config error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Configuration: TOML decoded with msgspec into typed structs, with errors that name the field.
+
+A config holds named cascade *profiles* (the ``model`` a client asks for) and server settings.
+``default.toml`` beside this module is the embedded default: two simulated tiers, so everything
+runs offline. A real endpoint is one table away::
+
+    [[profiles.default.tiers]]
+    name = "strong"
+    provider = { kind = "openai", base_url = "https://api.openai.com/v1", model = "gpt-4o" }
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from .core import (
+    BudgetParams,
+    CascadeParams,
+    ComplexityParams,
+    GateParams,
+    MonitorParams,
+    PolicyParams,
+    TierSpec,
+)
+from .providers.base import Provider
+from .providers.openai import MissingAPIKey, OpenAIProvider, OpenAIProviderConfig
+from .providers.sim import SimProfile, SimProvider
+from .runtime import CascadeProfile
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message says where and why."""
+
+
+class SimProviderConfig(
+    SimProfile, frozen=True, forbid_unknown_fields=True, tag="sim", tag_field="kind"
+):
+    """A simulated tier (``kind = "sim"``); fields as in :class:`SimProfile`."""
+
+
+class _OpenAI(
+    OpenAIProviderConfig, frozen=True, forbid_unknown_fields=True, tag="openai", tag_field="kind"
+):
+    pass
+
+
+ProviderConfig = SimProviderConfig | _OpenAI
+
+
+class TierConfig(TierSpec, frozen=True, forbid_unknown_fields=True):
+    provider: ProviderConfig = SimProviderConfig()
+
+
+class ProfileConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tiers: tuple[TierConfig, ...]
+    monitor: MonitorParams = MonitorParams()
+    complexity: ComplexityParams = ComplexityParams()
+    policy: PolicyParams = PolicyParams()
+    gate: GateParams = GateParams()
+    budgets: BudgetParams = BudgetParams()
+    script: str | None = None  # a sim script for every sim tier of this profile ("module:attr")
+    verifiers: tuple[str, ...] = ()  # correctness verifiers ("module:attr"), run at tier finish
+
+    def params(self) -> CascadeParams:
+        specs = tuple(
+            TierSpec(**{f: getattr(t, f) for f in TierSpec.__struct_fields__}) for t in self.tiers
+        )
+        return CascadeParams(
+            tiers=specs,
+            monitor=self.monitor,
+            complexity=self.complexity,
+            policy=self.policy,
+            gate=self.gate,
+            budgets=self.budgets,
+        )
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8765
+    api_keys: tuple[str, ...] = ()  # bearer keys; none = open (warned on non-loopback hosts)
+    allow_unauthenticated: bool = False  # must be set to serve open on a non-loopback host
+    allowed_origins: tuple[str, ...] = ()  # browser Origins allowed; empty = same host only
+    max_frame_bytes: int = 1 << 20
+    max_sessions: int = 1000
+    max_events_per_second: float = 200.0
+    send_queue_size: int = 1024
+    static_dir: str | None = None  # defaults to demos/web when present
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    profiles: dict[str, ProfileConfig]
+    server: ServerConfig = ServerConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _check(config: Config, source: str) -> Config:
+    if not config.profiles:
+        raise ConfigError(f"{source}: no profiles defined")
+    for name, profile in config.profiles.items():
+        if not profile.tiers:
+            raise ConfigError(f"{source}: profile {name!r} has no tiers")
+        seen: set[str] = set()
+        for i, tier in enumerate(profile.tiers):
+            where = f"{source}: profiles.{name}.tiers[{i}]"
+            if tier.name in seen:
+                raise ConfigError(f"{where}: duplicate tier name {tier.name!r}")
+            seen.add(tier.name)
+            if tier.price_in < 0 or tier.price_out < 0:
+                raise ConfigError(f"{where}: prices must not be negative")
+            if not 0.0 <= tier.quality <= 1.0:
+                raise ConfigError(f"{where}: quality must be in [0, 1]")
+        policy = profile.policy
+        if not 0.0 <= policy.preempt_below <= policy.hedge_below <= 1.0:
+            raise ConfigError(
+                f"{source}: profiles.{name}.policy: need 0 <= preempt_below <= hedge_below <= 1"
+            )
+        if not 0.0 < profile.monitor.quantile < 1.0 or profile.monitor.window < 1:
+            raise ConfigError(f"{source}: profiles.{name}.monitor: bad window or quantile")
+    return config
+
+
+def loads(text: str | bytes, source: str = "<config>") -> Config:
+    try:
+        config = msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return _check(config, source)
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load ``path``, or the embedded default when None."""
+    if path is None:
+        text = resources.files("realtime_cascade").joinpath("default.toml").read_bytes()
+        return loads(text, "default.toml")
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    return loads(data, str(p))
+
+
+def load_script(ref: str) -> object:
+    """Import an object (a sim script, a verifier) given as ``package.module:attribute``."""
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"script {ref!r}: expected 'package.module:attribute'")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"script {ref!r}: {exc}") from None
+
+
+def build_providers(profile: ProfileConfig) -> list[Provider]:
+    script = load_script(profile.script) if profile.script else None
+    providers: list[Provider] = []
+    for tier in profile.tiers:
+        match tier.provider:
+            case SimProviderConfig() as sim:
+                fields = {f: getattr(sim, f) for f in SimProfile.__struct_fields__}
+                providers.append(SimProvider(tier.name, SimProfile(**fields), script))  # type: ignore[arg-type]
+            case _OpenAI() as oa:
+                fields = {f: getattr(oa, f) for f in OpenAIProviderConfig.__struct_fields__}
+                try:
+                    providers.append(OpenAIProvider(tier.name, OpenAIProviderConfig(**fields)))
+                except MissingAPIKey as exc:
+                    raise ConfigError(f"tier {tier.name!r}: {exc}") from None
+    return providers
+
+
+def build_profile(config: Config, name: str = "default") -> CascadeProfile:
+    """A ready cascade for the profile ``name`` (the ``model`` a client asks for)."""
+    try:
+        profile = config.profiles[name]
+    except KeyError:
+        known = ", ".join(sorted(config.profiles))
+        raise ConfigError(f"unknown profile {name!r} (known: {known})") from None
+    verifiers = [load_script(ref) for ref in profile.verifiers]
+    for ref, v in zip(profile.verifiers, verifiers, strict=True):
+        if not callable(v):
+            raise ConfigError(f"verifier {ref!r} is not callable")
+    return CascadeProfile(
+        name,
+        profile.params(),
+        build_providers(profile),
+        verifiers=verifiers,  # type: ignore[arg-type]
+    )

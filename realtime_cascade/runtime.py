@@ -1,0 +1,265 @@
+"""The anyio adapter around the pure core: one task group per turn, one cancel scope per tier.
+
+The core decides; this module only performs. Each ``StartTier`` opens the tier's stream in its
+own task and cancel scope; each chunk is fed to the core at once (same thread, no queue); each
+``CancelTier`` is ``scope.cancel()``. One timer task sleeps until the core's next deadline and is
+woken when that deadline moves — nothing polls. Actions meant for the listener (release, filler,
+decision, handoff, tool call, finish) go to the ``emit`` callback, which must not block: the
+server puts them on each session's bounded send queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Sequence
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from .core import (
+    Action,
+    CancelTier,
+    CascadeParams,
+    OnlineRouter,
+    StartTier,
+    Turn,
+    TurnTrace,
+    Verifier,
+)
+from .providers.base import Chunk, Message, Provider, ProviderError, TierRequest
+
+Emit = Callable[[Action], None]
+
+
+class CascadeProfile:
+    """A named cascade: its parameters, one provider per tier, verifiers and a router.
+
+    The router learns across every session that uses the profile; it is owned here, not global.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        params: CascadeParams,
+        providers: Sequence[Provider],
+        *,
+        verifiers: Sequence[Verifier] = (),
+        router: OnlineRouter | None = None,
+    ) -> None:
+        if len(providers) != len(params.tiers):
+            raise ValueError(
+                f"profile {name!r}: {len(params.tiers)} tiers but {len(providers)} providers"
+            )
+        self.name = name
+        self.params = params
+        self.providers = tuple(providers)
+        self.verifiers = tuple(verifiers)
+        self.router = router if router is not None else OnlineRouter()
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()
+
+
+class TurnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The conversation a turn answers (system instructions first, the user's turn last)."""
+
+    messages: tuple[Message, ...]
+    tools: tuple[dict[str, object], ...] = ()
+    tool_choice: str | dict[str, object] | None = None
+    max_tokens: int | None = None
+    seed: int = 0
+
+    @property
+    def user_text(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content or ""
+        return ""
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    # ≈4 characters a token for English; providers' usage replaces this when a stream ends
+    return max(1, sum(len(m.content or "") for m in messages) // 4 + 4 * len(messages))
+
+
+class TurnRunner:
+    """Runs one turn. ``run()`` returns its trace; ``cancel()`` may be called from any task."""
+
+    def __init__(
+        self,
+        profile: CascadeProfile,
+        request: TurnRequest,
+        emit: Emit,
+        *,
+        turn_id: str | None = None,
+        session_spent_usd: float = 0.0,
+        params: CascadeParams | None = None,
+        first_tier: int = 0,
+        max_tier: int | None = None,
+        learn: bool = True,
+    ) -> None:
+        self.profile = profile
+        self.request = request
+        self._emit = emit
+        self._params = params or profile.params
+        self._learn = learn
+        text = request.user_text
+        turn_id = turn_id or f"turn_{uuid.uuid4().hex[:12]}"
+        probe = Turn(self._params, text, input_tokens=1)  # features only; never started
+        self._features = probe.features
+        self.turn = Turn(
+            self._params,
+            text,
+            input_tokens=estimate_tokens(request.messages),
+            turn_id=turn_id,
+            router=profile.router.estimate(self._features),
+            session_spent_usd=session_spent_usd,
+            verifiers=profile.verifiers,
+            first_tier=first_tier,
+            max_tier=max_tier,
+        )
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._tg: TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._finished = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.turn.done
+
+    async def run(self) -> TurnTrace:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._perform(self.turn.start(anyio.current_time()))
+            if not self.turn.done:
+                tg.start_soon(self._timer)
+            await self._finished.wait()
+            tg.cancel_scope.cancel()
+        self._tg = None
+        trace = self.turn.trace()
+        label = self.turn.first_tier_preempted
+        if self._learn and label is not None and trace.status == "completed":
+            self.profile.router.observe(self._features, label)
+        return trace
+
+    def cancel(self, reason: str = "cancelled by the client") -> None:
+        """Barge-in: stop every stream of the turn now. A no-op once the turn is done."""
+        if self.turn.done or self._tg is None:
+            return
+        self._perform(self.turn.cancel(anyio.current_time(), reason))
+
+    # -- performing the core's actions ------------------------------------------------------
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case StartTier():
+                    self._start(action)
+                case CancelTier(attempt=attempt):
+                    scope = self._scopes.pop(attempt, None)
+                    if scope is not None:
+                        scope.cancel()
+                case _:
+                    self._emit(action)
+        if self.turn.done:
+            self._finished.set()
+        # the deadline may have moved; let the timer re-read it
+        self._wake.set()
+
+    def _start(self, action: StartTier) -> None:
+        assert self._tg is not None
+        scope = anyio.CancelScope()
+        self._scopes[action.attempt] = scope
+        self._tg.start_soon(self._stream, action, scope)
+
+    async def _stream(self, action: StartTier, scope: anyio.CancelScope) -> None:
+        turn = self.turn
+        provider = self.profile.providers[action.tier]
+        spec = self._params.tiers[action.tier]
+        request = self.request
+        tier_request = TierRequest(
+            messages=request.messages,
+            prefix=action.prefix,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            max_tokens=min(spec.max_output_tokens, request.max_tokens or spec.max_output_tokens),
+            seed=request.seed,
+        )
+        attempt = action.attempt
+        with scope:
+            try:
+                # aclosing: leaving early (finish, cancel) must close the upstream response now,
+                # not when the generator is garbage-collected
+                async with contextlib.aclosing(provider.stream(tier_request)) as chunks:
+                    async for chunk in chunks:
+                        if self._feed(attempt, chunk):
+                            return
+                        if scope.cancel_called:
+                            return
+                # a stream that ends without a finish reason was cut short upstream
+                self._perform(
+                    turn.tier_failed(
+                        attempt, "stream ended without a finish reason", anyio.current_time()
+                    )
+                )
+            except ProviderError as exc:
+                self._perform(
+                    turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", anyio.current_time())
+                )
+            finally:
+                self._scopes.pop(attempt, None)
+
+    def _feed(self, attempt: int, chunk: Chunk) -> bool:
+        """Hand one chunk to the core; True when it was the stream's last."""
+        turn = self.turn
+        now = anyio.current_time()
+        if chunk.tool_call is not None:
+            call = chunk.tool_call
+            self._perform(
+                turn.tool_call(
+                    attempt, call.index, call.id, call.name, call.arguments, chunk.logprob, now
+                )
+            )
+        elif chunk.text:
+            self._perform(turn.token(attempt, chunk.text, chunk.logprob, chunk.top_logprobs, now))
+        if chunk.finish_reason is None:
+            return False
+        usage = chunk.usage
+        self._perform(
+            turn.tier_finished(
+                attempt,
+                chunk.finish_reason,
+                now,
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+            )
+        )
+        return True
+
+    async def _timer(self) -> None:
+        turn = self.turn
+        while not turn.done:
+            deadline = turn.next_deadline()
+            if deadline is None:
+                return
+            self._wake = anyio.Event()
+            now = anyio.current_time()
+            if now < deadline:
+                with anyio.move_on_after(deadline - now):
+                    await self._wake.wait()
+                continue  # re-read: the deadline may have moved or passed
+            self._perform(turn.tick(now))
+
+
+async def run_turn(
+    profile: CascadeProfile,
+    request: TurnRequest,
+    emit: Emit | None = None,
+    **kwargs: object,
+) -> TurnTrace:
+    """Convenience: run one turn to its end and return its trace."""
+    runner = TurnRunner(profile, request, emit or (lambda _action: None), **kwargs)  # type: ignore[arg-type]
+    return await runner.run()
