@@ -1,0 +1,534 @@
+"""The websockets adapter: HTTP admission, frames in, events out, limits, shutdown.
+
+    GET /v1/realtime?model=PROFILE   WebSocket; the Realtime-compatible protocol (protocols/)
+    GET /healthz                     200 JSON while serving, 503 while shutting down
+    GET /anything-else               static files (ServerConfig.static_dir, else demos/web)
+
+Admission happens before the WebSocket handshake (``process_request``), so a refused client
+costs an HTTP response and nothing more: 401 for a missing or wrong bearer key, 403 for a
+browser Origin not on the allow-list, 503 at the session limit or while shutting down.
+
+Per connection, three tasks share one task group: the reader (decode, rate-limit, dispatch to
+the :class:`~realtime_cascade.session.Session`), the writer (drains the bounded send queue
+into the socket) and a watcher that closes the connection (1013) when the queue overflows.
+The session never awaits the socket: a slow client fills only its own queue, and is then
+dropped rather than allowed to grow memory or stall anyone else.
+
+Frame limits are two-tier: a frame over ``max_frame_bytes`` is refused with an ``error``
+event and the session continues; a frame over ``HARD_FRAME_FACTOR`` × that is cut off by
+websockets itself (close 1009) before it is buffered whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import ipaddress
+import json
+import logging
+import mimetypes
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import anyio
+import msgspec
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from . import config as config_mod
+from . import wire
+from .runtime import CascadeProfile
+from .session import IdFactory, Session, new_id
+
+log = logging.getLogger(__name__)
+
+REALTIME_PATH = "/v1/realtime"
+HARD_FRAME_FACTOR = 4
+SHUTDOWN_GRACE_S = 5.0
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+_KEY_PROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers on a WebSocket
+
+
+# --- admission (pure) -----------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def offered_keys(headers: Headers) -> list[str]:
+    """Bearer keys a client offers: ``Authorization: Bearer K`` or the browser subprotocol."""
+    keys: list[str] = []
+    auth = headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        keys.append(token.strip())
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        for proto in value.split(","):
+            proto = proto.strip()
+            if proto.startswith(_KEY_PROTOCOL):
+                keys.append(proto[len(_KEY_PROTOCOL) :])
+    return keys
+
+
+def authorized(offered: list[str], keys: tuple[str, ...]) -> bool:
+    """Constant-time: every offered key is compared with every configured one, no early exit."""
+    if not keys:
+        return True
+    ok = False
+    for candidate in offered:
+        for key in keys:
+            ok |= hmac.compare_digest(candidate.encode(), key.encode())
+    return ok
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser): allowed. Else it must be listed ("*": any), or, with an
+    empty list, be the server's own host (the page it served)."""
+    if origin is None:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    if allowed or host is None:
+        return False
+    _, _, origin_host = origin.partition("://")
+    return origin_host == host
+
+
+class TokenBucket:
+    """A per-session event rate limit: ``rate`` a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+# --- the send queue -------------------------------------------------------------------------------
+
+
+class SendQueue:
+    """A session's bounded outbox. ``put`` never blocks: when full, the session is dropped.
+
+    Dropping one event silently would corrupt the client's view of the conversation, so a
+    full queue ends the connection (1013, try again later) instead.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._tx, self._rx = anyio.create_memory_object_stream[bytes](size)
+        self.overflowed = anyio.Event()
+        self.close_code: int = CloseCode.NORMAL_CLOSURE
+        self.close_reason = ""
+
+    def put(self, data: bytes) -> None:
+        if self.overflowed.is_set():
+            return
+        try:
+            self._tx.send_nowait(data)
+        except anyio.WouldBlock:
+            self.overflowed.set()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # the connection is going away; nothing more will be read
+
+    def close(self, code: int, reason: str) -> None:
+        """No more events: the writer drains what is queued, then closes with ``code``."""
+        self.close_code, self.close_reason = code, reason
+        self._tx.close()
+
+    async def pump(self, ws: ServerConnection) -> None:
+        """The writer task."""
+        try:
+            async with self._rx:
+                async for data in self._rx:
+                    await ws.send(data.decode())
+            await ws.close(self.close_code, self.close_reason)
+        except ConnectionClosed:
+            pass
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Live:
+    session: Session
+    queue: SendQueue
+    ws: ServerConnection
+
+
+def default_static_dir() -> Path | None:
+    root = Path(__file__).resolve().parent.parent / "demos" / "web"
+    return root if root.is_dir() else None
+
+
+class RealtimeServer:
+    """The server for one config. ``async with RealtimeServer(cfg) as srv:`` serves until the
+    block ends (or :meth:`shutdown`); ``port=0`` picks a free port (see :attr:`port`)."""
+
+    def __init__(
+        self,
+        config: config_mod.Config,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        profiles: Mapping[str, CascadeProfile] | None = None,
+        ids: IdFactory = new_id,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.limits = config.server
+        self.host = host if host is not None else self.limits.host
+        self._port = port if port is not None else self.limits.port
+        self._given_profiles = dict(profiles) if profiles is not None else None
+        self.profiles: dict[str, CascadeProfile] = {}
+        self._ids = ids
+        self._clock = clock
+        self._decoder = wire.ClientDecoder()
+        self._encoder = msgspec.json.Encoder()
+        self._live: dict[str, _Live] = {}
+        self._server: Server | None = None
+        self._stopping = False
+        static = self.limits.static_dir
+        self.static_dir = Path(static).resolve() if static else default_static_dir()
+
+    # -- lifecycle
+
+    async def __aenter__(self) -> RealtimeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown(grace_s=0.0)
+
+    def check_exposure(self) -> None:
+        """Refuse to serve open on a non-loopback host unless told to; warn when told to."""
+        if self.limits.api_keys or is_loopback(self.host):
+            return
+        if not self.limits.allow_unauthenticated:
+            raise config_mod.ConfigError(
+                f"refusing to serve {self.host} without api_keys: set server.api_keys, or "
+                "server.allow_unauthenticated = true to serve it open"
+            )
+        log.warning("serving %s with no API keys: anyone who can reach it can use it", self.host)
+
+    async def start(self) -> None:
+        self.check_exposure()
+        if self._given_profiles is not None:
+            self.profiles = self._given_profiles
+        else:
+            # One per profile for the server's life: the router inside learns across sessions.
+            self.profiles = {
+                name: config_mod.build_profile(self.config, name) for name in self.config.profiles
+            }
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._port,
+            process_request=self._admit,
+            select_subprotocol=_select_subprotocol,
+            max_size=self.limits.max_frame_bytes * HARD_FRAME_FACTOR,
+            max_queue=8,
+            compression=None,  # small JSON events: deflate costs more latency than it saves
+            close_timeout=2,
+            backlog=min(4096, max(128, self.limits.max_sessions)),  # bursts of connects
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def url(self, model: str = "default") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}{REALTIME_PATH}?model={model}"
+
+    @property
+    def session_count(self) -> int:
+        return len(self._live)
+
+    async def shutdown(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop accepting; let running responses finish for ``grace_s``, then cancel them
+        (each still gets its ``response.done``); close every session with 1001."""
+        if self._server is None:
+            return
+        self._stopping = True
+
+        async def drain(live: _Live) -> None:
+            await live.session.finish_response(grace_s, "server_shutdown")
+            live.queue.close(CloseCode.GOING_AWAY, "server shutting down")
+
+        async with anyio.create_task_group() as tg:
+            for live in list(self._live.values()):
+                tg.start_soon(drain, live)
+        server, self._server = self._server, None
+        server.close(close_connections=True)
+        await server.wait_closed()
+        if self._given_profiles is None:
+            for profile in self.profiles.values():
+                await profile.aclose()
+
+    # -- HTTP: admission, health, static files
+
+    def _json(self, status: int, body: object) -> Response:
+        headers = Headers([("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+        return Response(status, _reason(status), headers, json.dumps(body).encode())
+
+    async def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        path, _, _ = request.path.partition("?")
+        if path == "/healthz":
+            status = 503 if self._stopping else 200
+            body = {
+                "status": "stopping" if self._stopping else "ok",
+                "sessions": len(self._live),
+                "profiles": sorted(self.profiles),
+            }
+            return self._json(status, body)
+        if path != REALTIME_PATH:
+            return await self._static(path)
+        if self._stopping:
+            return ws.respond(503, "the server is shutting down\n")
+        headers = request.headers
+        origin, host = headers.get("Origin"), headers.get("Host")
+        if not origin_allowed(origin, host, self.limits.allowed_origins):
+            return ws.respond(403, "this Origin is not allowed\n")
+        if not authorized(offered_keys(headers), self.limits.api_keys):
+            response = ws.respond(401, "missing or invalid API key (Authorization: Bearer KEY)\n")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if len(self._live) >= self.limits.max_sessions:
+            return ws.respond(503, "too many sessions; try again later\n")
+        return None
+
+    async def _static(self, path: str) -> Response:
+        root = self.static_dir
+        if root is None:
+            return _text(404, "not found\n")
+        rel = path.lstrip("/") or "index.html"
+        target = (root / rel).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_relative_to(root) or not target.is_file():
+            return _text(404, "not found\n")
+        body = await anyio.Path(target).read_bytes()
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        headers = Headers([("Content-Type", kind), ("Cache-Control", "no-cache")])
+        return Response(200, "OK", headers, body)
+
+    # -- WebSocket sessions
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        query = parse_qs(ws.request.path.partition("?")[2])
+        model = query.get("model", ["default"])[0]
+        profile = self.profiles.get(model)
+        if profile is None or len(self._live) >= self.limits.max_sessions:
+            await self._refuse(ws, model, unknown=profile is None)
+            return
+        queue = SendQueue(self.limits.send_queue_size)
+        async with anyio.create_task_group() as tg:
+            session = Session(profile, queue.put, tg, ids=self._ids)
+            live = self._live[session.id] = _Live(session, queue, ws)
+            tg.start_soon(queue.pump, ws)
+            tg.start_soon(self._watch_overflow, live)
+            session.start()
+            try:
+                await self._read(live)
+            finally:
+                del self._live[session.id]
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+                    await session.cancel_response("connection_closed")
+                tg.cancel_scope.cancel()
+
+    async def _refuse(self, ws: ServerConnection, model: str, *, unknown: bool) -> None:
+        if unknown:
+            known = ", ".join(sorted(self.profiles))
+            error = wire.ProtocolError(
+                "model_not_found",
+                f"unknown model {model!r} (cascade profiles: {known})",
+                param="model",
+            )
+            code, reason = CloseCode.POLICY_VIOLATION, "unknown model"
+        else:
+            error = wire.ProtocolError("session_limit", "too many sessions; try again later")
+            code, reason = CloseCode.TRY_AGAIN_LATER, "too many sessions"
+        writer = wire.EventWriter("refused")
+        try:
+            await ws.send(writer.encode(wire.error_event(error)).decode())
+            await ws.close(code, reason)
+        except ConnectionClosed:
+            pass
+
+    async def _watch_overflow(self, live: _Live) -> None:
+        await live.queue.overflowed.wait()
+        log.warning("session %s: send queue full, closing (client too slow)", live.session.id)
+        # Closing ends the reader, whose cleanup cancels the running turn.
+        await live.ws.close(CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow")
+
+    async def _read(self, live: _Live) -> None:
+        session, ws, limits = live.session, live.ws, self.limits
+        rate = limits.max_events_per_second
+        bucket = TokenBucket(rate, max(1.0, rate), self._clock())
+        strikes = 0
+        soft_limit = limits.max_frame_bytes
+        try:
+            async for message in ws:
+                if not bucket.take(self._clock()):
+                    strikes += 1
+                    if strikes > bucket.burst:
+                        # Kept flooding after a second's worth of refusals: a policy matter.
+                        await ws.close(CloseCode.POLICY_VIOLATION, "event rate limit exceeded")
+                        return
+                    session.error(
+                        wire.FrameError(
+                            "rate_limit_exceeded",
+                            f"more than {rate:g} events a second; this event was dropped",
+                            event_id=self._decoder.event_id_of(message),
+                        )
+                    )
+                    continue
+                strikes = 0
+                try:
+                    event = self._decode(message, soft_limit)
+                except wire.ProtocolError as exc:
+                    session.error(exc)
+                    continue
+                try:
+                    await session.handle(event)
+                except wire.ProtocolError as exc:
+                    exc.event_id = exc.event_id or event.event_id
+                    session.error(exc)
+                except Exception:  # a bug must cost one event, not the session
+                    log.exception("session %s: %s failed", session.id, type(event).__name__)
+                    error = wire.ProtocolError(
+                        "internal_error",
+                        "the server failed to handle this event",
+                        event_id=event.event_id,
+                    )
+                    error.error_type = "server_error"
+                    session.error(error)
+        except ConnectionClosed:
+            pass
+
+    def _decode(self, message: str | bytes, soft_limit: int) -> wire.ClientEvent:
+        if isinstance(message, bytes):
+            raise wire.FrameError(
+                "binary_frame_not_supported",
+                "binary frames are not supported; send each event as a JSON text frame",
+            )
+        # len() counts characters; only near the limit is the exact UTF-8 size worth computing
+        n = len(message)
+        if n > soft_limit or (4 * n > soft_limit and len(message.encode()) > soft_limit):
+            raise wire.FrameError(
+                "frame_too_large",
+                f"the frame is larger than {soft_limit} bytes; it was dropped",
+                event_id=self._decoder.event_id_of(message),
+            )
+        return self._decoder.decode(message)
+
+
+def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    # A browser that offers protocols fails the handshake unless one is selected.
+    return Subprotocol("realtime") if "realtime" in offered else None
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    return HTTPStatus(status).phrase
+
+
+def _text(status: int, text: str) -> Response:
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+    return Response(status, _reason(status), headers, text.encode())
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("serve", help="serve the Realtime-compatible WebSocket API")
+    p.add_argument("--config", default=None, help="TOML config (default: the embedded sim tiers)")
+    p.add_argument("--host", default=None, help="listen address (default: from config)")
+    p.add_argument("--port", type=int, default=None, help="port (default: from config; 0: any)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=SHUTDOWN_GRACE_S,
+        help="seconds running responses get to finish on shutdown",
+    )
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    logging.basicConfig(
+        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    options: dict[str, object] = {}
+    try:
+        import uvloop  # noqa: F401
+
+        options["use_uvloop"] = True
+    except ImportError:
+        pass
+    anyio.run(
+        _serve_main,
+        cfg,
+        args.host,
+        args.port,
+        args.grace,
+        backend="asyncio",
+        backend_options=options,
+    )
+    return 0
+
+
+async def _serve_main(
+    cfg: config_mod.Config, host: str | None, port: int | None, grace: float
+) -> None:
+    server = RealtimeServer(cfg, host=host, port=port)
+    await server.start()
+    try:
+        for name in sorted(server.profiles):
+            print(f"realtime-cascade: serving {server.url(name)}", flush=True)
+        print(
+            f"realtime-cascade: health at http://{server.host}:{server.port}/healthz "
+            "(Ctrl-C to stop)",
+            flush=True,
+        )
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                print(
+                    f"realtime-cascade: {signal.Signals(signum).name}, shutting down",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.shutdown(grace)

@@ -1,0 +1,27 @@
+"""protocols/schema is generated from the wire structs; it must not drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from realtime_cascade.schema import schemas, write_schema
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "protocols" / "schema"
+
+
+def test_checked_in_schema_is_current() -> None:
+    for name, data in schemas().items():
+        path = SCHEMA_DIR / name
+        assert path.exists() and path.read_bytes() == data, (
+            f"{path} is out of date: run `realtime-cascade schema --out protocols/schema` "
+            "(or `python -m realtime_cascade.schema --out protocols/schema`)"
+        )
+    assert {p.name for p in SCHEMA_DIR.glob("*.json")} == set(schemas())
+
+
+def test_write_schema(tmp_path: Path) -> None:
+    written = write_schema(tmp_path / "out")
+    assert sorted(p.name for p in written) == ["client-events.json", "server-events.json"]
+    text = (tmp_path / "out" / "server-events.json").read_text()
+    for kind in ("cascade.decision", "cascade.handoff", "cascade.trace", "response.done"):
+        assert f'"{kind}"' in text
