@@ -117,13 +117,15 @@ class RequestFeatures(msgspec.Struct, frozen=True):
     questions: int
 
     def vector(self) -> tuple[float, ...]:
-        """Features for the online router (scaled to similar ranges)."""
+        """Features for the online router, each bounded to about [0, 1.5]: raw counts are
+        unbounded on long prompts (a pasted passage has dozens of clauses), and SGD with a
+        fixed step oscillates on unbounded inputs."""
         return (
             1.0,
-            math.log1p(self.words) / 4.0,
-            self.clauses / 4.0,
-            self.numbers / 4.0,
-            float(self.questions),
+            math.log1p(self.words) / 5.0,
+            math.log1p(self.clauses) / 3.0,
+            math.log1p(self.numbers) / 3.0,
+            min(self.questions, 3) / 3.0,
         )
 
 

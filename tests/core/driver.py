@@ -8,6 +8,7 @@ runtime would, but with virtual time — so tests are exact and need no event lo
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from realtime_cascade.core import (
@@ -35,6 +36,7 @@ class TierScript:
     end: str = "stop"  # a finish reason, or "error:<msg>", or "hang" (never ends)
     # Some scripts depend on the prefix the tier was asked to continue after.
     by_prefix: dict[str, list[Step]] = field(default_factory=dict)
+    make: Callable[[str], list[Step]] | None = None  # steps computed from the prefix
 
 
 @dataclass
@@ -75,7 +77,10 @@ def drive(
                 case StartTier(attempt=a, tier=tier, prefix=prefix):
                     run.started.append(action)
                     script = scripts[tier]
-                    steps = script.by_prefix.get(prefix, script.steps)
+                    if script.make is not None:
+                        steps = script.make(prefix)
+                    else:
+                        steps = script.by_prefix.get(prefix, script.steps)
                     steps_of[a] = steps
                     ends_of[a] = script.end
                     t = now

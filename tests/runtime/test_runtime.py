@@ -1,0 +1,212 @@
+"""The anyio adapter: real time, real cancellation, real providers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import anyio
+import msgspec
+import pytest
+
+from realtime_cascade import config as config_mod
+from realtime_cascade.core import (
+    Action,
+    CascadeParams,
+    Decision,
+    Handoff,
+    Release,
+    TierSpec,
+)
+from realtime_cascade.providers.base import Chunk, Message, TierRequest
+from realtime_cascade.providers.openai import OpenAIProvider, OpenAIProviderConfig
+from realtime_cascade.providers.sim import SimProfile, SimProvider
+from realtime_cascade.providers.sim_upstream import SimUpstream
+from realtime_cascade.runtime import CascadeProfile, TurnRequest, TurnRunner
+
+pytestmark = pytest.mark.anyio
+
+EASY = "Book a table for two at 7pm tonight."
+HARD = (
+    "Move my Thursday flight to the earliest Friday option, keep my aisle seat, "
+    "and apply my voucher unless the fare goes up."
+)
+
+
+def request(text: str) -> TurnRequest:
+    return TurnRequest((Message("user", text),))
+
+
+def default_profile() -> CascadeProfile:
+    return config_mod.build_profile(config_mod.load(None), "default")
+
+
+async def test_easy_turn_stays_on_light_and_hard_turn_escalates_midstream() -> None:
+    profile = default_profile()
+    emitted: list[Action] = []
+    easy = await TurnRunner(profile, request(EASY), emitted.append).run()
+    assert easy.status == "completed" and not easy.escalated and easy.final_tier_name == "light"
+    assert easy.text == "".join(a.text for a in emitted if isinstance(a, Release))
+
+    emitted.clear()
+    hard = await TurnRunner(profile, request(HARD), emitted.append).run()
+    assert hard.status == "completed" and hard.escalated and hard.final_tier_name == "strong"
+    handoffs = [a for a in emitted if isinstance(a, Handoff)]
+    assert len(handoffs) == 1 and handoffs[0].released_chars > 0
+    released_before = hard.text[: handoffs[0].released_chars]
+    # what was released before the handoff was emitted, as such, before the Handoff action
+    index = emitted.index(handoffs[0])
+    assert "".join(a.text for a in emitted[:index] if isinstance(a, Release)) == released_before
+    preempt = [a.record for a in emitted if isinstance(a, Decision) and a.record.kind == "preempt"]
+    assert preempt and preempt[0].cause == "confidence"
+    assert hard.handoff_ms is not None and hard.handoff_ms > 0
+
+
+class RecordingProvider:
+    """Wraps a provider; records whether each stream was closed and how far it got."""
+
+    def __init__(self, inner: SimProvider) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.closed: list[bool] = []
+        self.chunks: list[int] = []
+
+    async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
+        i = len(self.closed)
+        self.closed.append(False)
+        self.chunks.append(0)
+        try:
+            async for chunk in self.inner.stream(request):
+                self.chunks[i] += 1
+                yield chunk
+        finally:
+            self.closed[i] = True
+
+    async def aclose(self) -> None:
+        return None
+
+
+def recording_profile(light_itl_ms: float = 15.0) -> tuple[CascadeProfile, list[RecordingProvider]]:
+    params = config_mod.load(None).profiles["default"].params()
+    light = RecordingProvider(SimProvider("light", SimProfile(100, 0.1, light_itl_ms, 0.1, 0.5)))
+    strong = RecordingProvider(SimProvider("strong", SimProfile(200, 0.1, 20, 0.1, 1.0)))
+    return CascadeProfile("rec", params, [light, strong]), [light, strong]
+
+
+async def test_preemption_cancels_the_light_stream_at_once() -> None:
+    profile, (light, strong) = recording_profile()
+    with anyio.fail_after(10):
+        trace = await TurnRunner(profile, request(HARD), lambda a: None).run()
+    assert trace.escalated
+    assert light.closed == [True] and strong.closed == [True]
+    # the light tier was cut well before its script ended (its reply is ~30 tokens)
+    assert light.chunks[0] < 15
+    assert trace.attempts[0].end_reason == "preempted"
+
+
+async def test_cancel_stops_every_stream_and_keeps_what_was_released() -> None:
+    profile, (light, _) = recording_profile(light_itl_ms=60)
+    emitted: list[Action] = []
+    runner = TurnRunner(profile, request(EASY), emitted.append)
+    async with anyio.create_task_group() as tg:
+
+        async def cancel_after_first_release() -> None:
+            while not any(isinstance(a, Release) for a in emitted):  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+            runner.cancel("barge-in")
+
+        tg.start_soon(cancel_after_first_release)
+        with anyio.fail_after(5):
+            trace = await runner.run()
+    assert trace.status == "cancelled" and trace.reason == "barge-in"
+    assert trace.text == "".join(a.text for a in emitted if isinstance(a, Release))
+    assert light.closed == [True]
+    assert trace.attempts[0].end_reason.startswith("turn cancelled")
+    runner.cancel()  # a no-op once done
+
+
+async def test_router_learns_from_completed_turns() -> None:
+    profile = default_profile()
+    assert profile.router.observations == 0
+    await TurnRunner(profile, request(EASY), lambda a: None).run()
+    await TurnRunner(profile, request(HARD), lambda a: None).run()
+    assert profile.router.observations == 2
+    x_hard = TurnRunner(profile, request(HARD), lambda a: None).turn.features
+    x_easy = TurnRunner(profile, request(EASY), lambda a: None).turn.features
+    assert profile.router.predict(x_hard) > profile.router.predict(x_easy)
+
+
+# --- the openai provider end to end, over real HTTP, with faults --------------------------
+
+FAST = {
+    "light": SimProfile(ttft_ms=20, itl_ms=3, skill=0.5),
+    "strong": SimProfile(ttft_ms=40, itl_ms=3, skill=1.0),
+}
+
+
+def http_profile(base_url: str, light_fault: str | None) -> CascadeProfile:
+    params = CascadeParams(
+        tiers=(
+            TierSpec("light", 0.15, 0.6, 0.8, 50, ttft_timeout_ms=1000, stall_timeout_ms=300),
+            TierSpec("strong", 2.5, 10.0, 0.97, 100, ttft_timeout_ms=2000, stall_timeout_ms=500),
+        )
+    )
+    extra: dict[str, object] = {"sim_fault": light_fault} if light_fault else {}
+
+    def provider(model: str, extra_body: dict[str, object]) -> OpenAIProvider:
+        cfg = OpenAIProviderConfig(
+            base_url=base_url, model=model, api_key_env="", extra_body=extra_body
+        )
+        return OpenAIProvider(model, cfg)
+
+    return CascadeProfile("http", params, [provider("light", extra), provider("strong", {})])
+
+
+@pytest.fixture
+async def upstream() -> AsyncGenerator[str, None]:
+    server = SimUpstream(FAST)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, "127.0.0.1", 0)
+        yield f"http://127.0.0.1:{port}/v1"
+        tg.cancel_scope.cancel()
+
+
+async def test_openai_path_streams_intact_text_through_the_cascade(upstream: str) -> None:
+    profile = http_profile(upstream, None)
+    with anyio.fail_after(10):
+        trace = await TurnRunner(profile, request(EASY), lambda a: None).run()
+    await profile.aclose()
+    assert trace.status == "completed" and trace.final_tier_name == "light"
+    assert (
+        trace.text
+        == "Let me check that. I can book a table for two at 7pm tonight. Shall I go ahead?"
+    )
+    # usage from the upstream replaced the estimate
+    assert trace.attempts[0].output_tokens == 21
+
+
+@pytest.mark.parametrize(
+    ("fault", "expect"),
+    [
+        ("status:429", "rate_limited"),
+        ("status:500", "upstream_status"),
+        ("stall_after:3", "stalled"),
+        ("drop_after:3", "connection_lost"),
+        ("malformed_after:2", "malformed_stream"),
+    ],
+)
+async def test_upstream_faults_end_in_a_typed_error_and_a_fallback(
+    upstream: str, fault: str, expect: str
+) -> None:
+    profile = http_profile(upstream, fault)
+    emitted: list[Action] = []
+    with anyio.fail_after(10):  # never a hang
+        trace = await TurnRunner(profile, request(EASY), emitted.append).run()
+    await profile.aclose()
+    fallbacks = [d for d in trace.decisions if d.kind == "fallback"]
+    assert len(fallbacks) == 1, msgspec.to_builtins(trace.decisions)
+    assert expect in fallbacks[0].reason
+    assert fallbacks[0].cause == ("latency" if expect == "stalled" else "error")
+    assert trace.status == "completed" and trace.final_tier_name == "strong"
+    assert trace.attempts[0].end_reason != "stop"
+    # whatever the light tier had released stays; the strong tier continued after it
+    assert trace.text.strip()
