@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/realtime-cascade serve
 
 test: $(STAMP)
-	$(BIN)/ruff check realtime_cascade tests bench
-	$(BIN)/mypy --strict realtime_cascade
+	$(BIN)/ruff check realtime_cascade demos tests bench
+	$(BIN)/mypy --strict realtime_cascade demos
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import anyio
 import msgspec
 
+from demos.booking.demo import add_demo_parser
+
 from . import config as config_mod
 from .core import Action, Filler, Release
 from .eval.cli import add_eval_parser
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_upstream_parser(sub)
     add_schema_parser(sub)
     add_eval_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Demos built on realtime_cascade."""

@@ -1,0 +1,327 @@
+"""``realtime-cascade demo``: the booking suite under three policies, a transcript and a table.
+
+The same suite is played three times, all conversations concurrently: the cascade (light tier
+first, escalating when the monitor or the verifier says so), light-only (``max_tier=0``) and
+strong-only (``first_tier`` = the last tier). Each conversation has its own store.
+
+By default every conversation goes over its own WebSocket connection to a server started
+in-process on a free port (:mod:`demos.booking.wsagent`); ``--inprocess`` drives the runtime
+directly (:mod:`demos.booking.agent`), where each policy also gets its own profile and the
+verifier is bound to the conversation's store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from realtime_cascade import config as config_mod
+from realtime_cascade.trace import TurnTrace
+
+from .agent import Agent, AgentLimits, Policy, TurnResult, session_profile
+from .domain import Store
+from .scenarios import SUITE, Conversation, check
+from .wsagent import WsAgent
+
+CONFIG = Path(__file__).with_name("config.toml")
+PROFILE = "booking"
+
+
+class TurnReport(msgspec.Struct, frozen=True):
+    policy: str
+    conversation: str
+    index: int
+    user: str
+    hard: bool
+    heard: str
+    tier_path: tuple[str, ...]  # one entry per cascade step: "light", "light→strong", …
+    reasons: tuple[str, ...]  # escalation / refusal / agent decisions, in order
+    first_text_ms: float | None
+    end_ms: float
+    cost_usd: float
+    escalated: bool
+    success: bool
+    problems: tuple[str, ...]
+
+
+class PolicySummary(msgspec.Struct, frozen=True):
+    turns: int
+    success_rate: float
+    escalation_rate: float
+    cost_usd: float
+    hard_success_rate: float
+    easy_success_rate: float
+    first_text_ms_p50: float | None
+    steps_per_turn: float
+
+
+def step_path(trace: TurnTrace) -> str:
+    """The tiers that were active in a step (hedges that never took over left out)."""
+    names = [a.tier_name for a in trace.attempts if not a.speculative or a.promoted]
+    return "→".join(names) or trace.final_tier_name
+
+
+def step_reasons(trace: TurnTrace) -> list[str]:
+    out = []
+    for d in trace.decisions:
+        if d.kind in ("preempt", "fallback", "refuse", "stop") or (
+            d.kind == "route" and d.tier > 0 and d.cause != "policy"
+        ):
+            out.append(f"{d.kind} ({d.cause}): {d.reason}")
+    return out
+
+
+def report(
+    policy: str, conv: Conversation, index: int, result: TurnResult, store: Store
+) -> TurnReport:
+    turn = conv.turns[index]
+    problems = check(store, result.text, turn.expect)
+    reasons = [r for s in result.steps for r in step_reasons(s)]
+    reasons += [f"agent {d.kind}: {d.reason}" for d in result.decisions]
+    return TurnReport(
+        policy=policy,
+        conversation=conv.id,
+        index=index,
+        user=turn.text,
+        hard=turn.hard,
+        heard=result.text,
+        tier_path=tuple(step_path(s) for s in result.steps),
+        reasons=tuple(reasons),
+        first_text_ms=result.first_text_ms,
+        end_ms=result.end_ms,
+        cost_usd=result.cost_usd,
+        escalated=result.escalated,
+        success=not problems,
+        problems=tuple(problems),
+    )
+
+
+async def play_inprocess(
+    policy: Policy,
+    suite: Sequence[Conversation],
+    *,
+    config_path: Path = CONFIG,
+    limits: AgentLimits | None = None,
+) -> list[TurnReport]:
+    """Play every conversation of ``suite`` concurrently, in-process (TurnRunner directly)."""
+    cfg = config_mod.load(config_path)
+    base = config_mod.build_profile(cfg, PROFILE)
+    reports: list[TurnReport] = []
+
+    async def conversation(conv: Conversation) -> None:
+        store = Store()
+        agent = Agent(session_profile(base, store), store, limits=limits, policy=policy)
+        for i, turn in enumerate(conv.turns):
+            result = await agent.turn(turn.text)
+            reports.append(report(policy.name, conv, i, result, store))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for conv in suite:
+                tg.start_soon(conversation, conv)
+    finally:
+        await base.aclose()
+    order = {c.id: k for k, c in enumerate(suite)}
+    return sorted(reports, key=lambda r: (order[r.conversation], r.index))
+
+
+async def play_ws(
+    url: str,
+    policy: Policy,
+    suite: Sequence[Conversation],
+    *,
+    session_cap_usd: float,
+    limits: AgentLimits | None = None,
+) -> list[TurnReport]:
+    """Play every conversation of ``suite`` concurrently, one WebSocket connection each."""
+    from websockets.asyncio.client import connect
+
+    reports: list[TurnReport] = []
+
+    async def conversation(conv: Conversation) -> None:
+        store = Store()
+        async with connect(url, max_size=None) as ws:
+            agent = WsAgent(ws, store, limits=limits, policy=policy,
+                            session_cap_usd=session_cap_usd)
+            await agent.open()
+            for i, turn in enumerate(conv.turns):
+                result = await agent.turn(turn.text)
+                reports.append(report(policy.name, conv, i, result, store))
+
+    async with anyio.create_task_group() as tg:
+        for conv in suite:
+            tg.start_soon(conversation, conv)
+    order = {c.id: k for k, c in enumerate(suite)}
+    return sorted(reports, key=lambda r: (order[r.conversation], r.index))
+
+
+def policies(tiers: int) -> tuple[Policy, Policy, Policy]:
+    last = tiers - 1
+    return (
+        Policy("cascade", 0, None),
+        Policy("light-only", 0, 0),
+        Policy("strong-only", last, last),
+    )
+
+
+async def play_all(
+    suite: Sequence[Conversation] = SUITE,
+    *,
+    config_path: Path = CONFIG,
+    websocket: bool = False,
+) -> dict[str, list[TurnReport]]:
+    """The suite under all three policies, concurrently; over WebSocket when ``websocket``."""
+    cfg = config_mod.load(config_path)
+    profile = cfg.profiles[PROFILE]
+    out: dict[str, list[TurnReport]] = {}
+    if not websocket:
+
+        async def one(policy: Policy) -> None:
+            out[policy.name] = await play_inprocess(policy, suite, config_path=config_path)
+
+        async with anyio.create_task_group() as tg:
+            for p in policies(len(profile.tiers)):
+                tg.start_soon(one, p)
+        return out
+
+    from realtime_cascade.server import RealtimeServer
+
+    async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
+        url = server.url(PROFILE)
+
+        async def remote(policy: Policy) -> None:
+            out[policy.name] = await play_ws(
+                url, policy, suite, session_cap_usd=profile.budgets.session_cap_usd
+            )
+
+        async with anyio.create_task_group() as tg:
+            for p in policies(len(profile.tiers)):
+                tg.start_soon(remote, p)
+    return out
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def summarize(reports: Sequence[TurnReport]) -> PolicySummary:
+    n = len(reports)
+    hard = [r for r in reports if r.hard]
+    easy = [r for r in reports if not r.hard]
+
+    def rate(rs: Sequence[TurnReport]) -> float:
+        return round(sum(r.success for r in rs) / len(rs), 4) if rs else 0.0
+
+    firsts = [r.first_text_ms for r in reports if r.first_text_ms is not None]
+    p50 = _median(firsts)
+    return PolicySummary(
+        turns=n,
+        success_rate=rate(reports),
+        escalation_rate=round(sum(r.escalated for r in reports) / n, 4) if n else 0.0,
+        cost_usd=round(sum(r.cost_usd for r in reports), 6),
+        hard_success_rate=rate(hard),
+        easy_success_rate=rate(easy),
+        first_text_ms_p50=None if p50 is None else round(p50, 1),
+        steps_per_turn=round(sum(len(r.tier_path) for r in reports) / n, 2) if n else 0.0,
+    )
+
+
+def summary_json(runs: dict[str, list[TurnReport]]) -> dict[str, Any]:
+    cascade = summarize(runs["cascade"])
+    light = summarize(runs["light-only"])
+    strong = summarize(runs["strong-only"])
+    out: dict[str, Any] = msgspec.to_builtins(cascade)
+    out["policy"] = "cascade"
+    out["hard_turns"] = sum(r.hard for r in runs["cascade"])
+    out["light_only"] = msgspec.to_builtins(light)
+    out["strong_only"] = msgspec.to_builtins(strong)
+    ratio = cascade.cost_usd / strong.cost_usd if strong.cost_usd else None
+    out["cost_vs_strong"] = None if ratio is None else round(ratio, 4)
+    out["success_gap_vs_strong"] = round(strong.success_rate - cascade.success_rate, 4)
+    return out
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f} ms"
+
+
+def render_transcript(reports: Sequence[TurnReport]) -> str:
+    lines: list[str] = []
+    current = ""
+    for r in reports:
+        if r.conversation != current:
+            current = r.conversation
+            lines.append(f"\n=== {r.policy} · {current}")
+        mark = "✓" if r.success else "✗"
+        lines.append(f"[{r.index + 1}]{' (hard)' if r.hard else ''} user: {r.user}")
+        lines.append(f"    agent: {r.heard}")
+        lines.append(
+            f"    {mark} tiers: {' | '.join(r.tier_path)}; first text {_ms(r.first_text_ms)}; "
+            f"end {_ms(r.end_ms)}; ${r.cost_usd:.5f}"
+        )
+        lines.extend(f"      · {reason}" for reason in r.reasons)
+        lines.extend(f"      ✗ {p}" for p in r.problems)
+    return "\n".join(lines)
+
+
+def render_table(runs: dict[str, list[TurnReport]]) -> str:
+    head = (
+        f"{'policy':<12} {'turns':>5} {'success':>8} {'hard':>6} {'easy':>6} {'escal.':>7} "
+        f"{'cost $':>9} {'vs strong':>9} {'1st text p50':>12}"
+    )
+    strong_cost = summarize(runs["strong-only"]).cost_usd
+    rows = [head, "-" * len(head)]
+    for name, reports in runs.items():
+        s = summarize(reports)
+        ratio = s.cost_usd / strong_cost if strong_cost else 0.0
+        rows.append(
+            f"{name:<12} {s.turns:>5} {s.success_rate:>8.1%} {s.hard_success_rate:>6.0%} "
+            f"{s.easy_success_rate:>6.0%} {s.escalation_rate:>7.1%} {s.cost_usd:>9.5f} "
+            f"{ratio:>9.1%} {_ms(s.first_text_ms_p50):>12}"
+        )
+    return "\n".join(rows)
+
+
+def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
+    demo: argparse.ArgumentParser = subparsers.add_parser(
+        "demo", help="play the booking suite under cascade, light-only and strong-only"
+    )
+    demo.add_argument("--json", action="store_true", help="print only the summary as JSON")
+    demo.add_argument("--config", default=str(CONFIG), help="the booking config (TOML)")
+    demo.add_argument(
+        "--inprocess", action="store_true",
+        help="drive the runtime directly instead of over WebSocket connections to a server",
+    )
+    demo.set_defaults(func=run_demo)
+    return demo
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    websocket = not args.inprocess
+
+    async def main() -> dict[str, list[TurnReport]]:
+        return await play_all(SUITE, config_path=Path(args.config), websocket=websocket)
+
+    runs = anyio.run(main)
+    ordered = {k: runs[k] for k in ("cascade", "light-only", "strong-only")}
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(summary_json(ordered)).decode() + "\n")
+        return 0
+    for reports in ordered.values():
+        sys.stdout.write(render_transcript(reports) + "\n")
+    sys.stdout.write("\n" + render_table(ordered) + "\n")
+    how = "over WebSocket" if websocket else "in-process"
+    sys.stdout.write(f"\n({how}, {time.monotonic() - started:.1f} s)\n")
+    return 0

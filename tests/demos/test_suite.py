@@ -1,0 +1,40 @@
+"""The scenario suite in-process: the cascade is nearly as good as strong-only, far cheaper."""
+
+from __future__ import annotations
+
+import anyio
+
+from demos.booking.demo import TurnReport, play_all, summarize, summary_json
+from demos.booking.scenarios import SUITE
+
+
+def test_suite_shape() -> None:
+    turns = [t for c in SUITE for t in c.turns]
+    assert len(turns) >= 40
+    hard = sum(t.hard for t in turns)
+    assert 0.25 <= hard / len(turns) <= 0.4
+    assert all(len(c.turns) >= 2 for c in SUITE)
+
+
+def test_acceptance_ratios() -> None:
+    runs = anyio.run(play_all)
+    cascade, light, strong = (summarize(runs[k]) for k in ("cascade", "light-only", "strong-only"))
+    assert cascade.turns == strong.turns == light.turns >= 40
+    assert cascade.success_rate >= strong.success_rate - 0.02, summary_json(runs)
+    assert cascade.cost_usd <= 0.40 * strong.cost_usd, summary_json(runs)
+    # the cascade earns its keep: the light tier alone fails the hard turns
+    assert light.hard_success_rate < 0.6 <= cascade.hard_success_rate
+    assert 0.15 <= cascade.escalation_rate <= 0.6
+
+
+def test_conversations_over_websocket_match_in_process() -> None:
+    suite = tuple(c for c in SUITE if c.id in ("chen-move", "chen-basic", "okafor-swap"))
+
+    async def both() -> tuple[dict[str, list[TurnReport]], dict[str, list[TurnReport]]]:
+        return await play_all(suite, websocket=True), await play_all(suite)
+
+    remote, local = anyio.run(both)
+    for name in ("cascade", "strong-only"):
+        assert [r.success for r in remote[name]] == [r.success for r in local[name]]
+        assert all(r.success for r in remote[name]), [r.problems for r in remote[name]]
+    assert any(r.escalated for r in remote["cascade"])
