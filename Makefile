@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench demo clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test bench demo clean chromium
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/realtime-cascade serve
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check realtime_cascade demos tests bench
 	$(BIN)/mypy --strict realtime_cascade demos
 	$(BIN)/pytest
@@ -25,6 +27,13 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/realtime-cascade demo
+
+# The browser test drives Debian's Chromium through Playwright (never `playwright install`:
+# no browser downloads here).
+chromium:
+	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -36,6 +36,7 @@
     totalCost: 0,
     turnCount: 0,
     escalations: 0,
+    queuedText: null,     // a message held until the running reply is cancelled and truncated
   };
 
   // --- small helpers ---------------------------------------------------------------------------
@@ -178,6 +179,7 @@
       if (wasRunning) finishTurn(wasRunning, { status: "cancelled", status_details: { reason: "connection_closed" } });
       state.active = null;
       state.pending = [];
+      state.queuedText = null;
       stopSpeech();
       setConnected(false);
       if (!opened) {
@@ -226,8 +228,15 @@
     const text = raw.trim();
     if (!text || !state.connected) return;
     // Barge-in: stop speaking. A user message while a reply runs makes the server cancel it
-    // (turn_detected), so only the truncation to what was heard is ours to send.
+    // (turn_detected). But when the listener heard less than was released, history must be cut
+    // before the next turn reads it: cancel, truncate at response.done, then send (finishTurn).
+    const active = state.active;
     interrupt({ cancelServer: false });
+    if (active && active.running && active.truncatePending) {
+      state.queuedText = text;
+      send({ type: "response.cancel" });
+      return;
+    }
     send({
       type: "conversation.item.create",
       item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
@@ -240,7 +249,7 @@
   // what was heard.
   function interrupt({ cancelServer }) {
     const spoken = speech.turn;
-    if (spoken && speech.enabled && speech.queued > 0) {
+    if (spoken && speech.enabled && (spoken.running || heardChars(spoken) < spoken.chars)) {
       spoken.heardChars = heardChars(spoken);
       spoken.truncatePending = true;
     }
@@ -511,6 +520,11 @@
     if (turn.truncatePending) truncateToHeard(turn);
     renderTurnStats(turn);
     updateCancel();
+    if (state.queuedText && !state.active) {
+      const text = state.queuedText;
+      state.queuedText = null;
+      sendText(text);
+    }
   }
 
   // --- the cascade panel -----------------------------------------------------------------------
@@ -609,6 +623,7 @@
     turn: null,     // the turn whose text is being spoken
     buf: "",        // released text not yet handed to the synthesiser
     queued: 0,      // utterances queued or speaking
+    gen: 0,         // bumped by stopSpeech(): older utterances' callbacks are ignored
   };
 
   function initSpeech() {
@@ -625,6 +640,8 @@
       speech.enabled = ui.speak.checked;
       localStorage.setItem("rc.speak", speech.enabled ? "1" : "0");
       if (!speech.enabled) stopSpeech();
+      else ui.speakNote.hidden = true;
+      updateCancel();
     });
   }
 
@@ -658,14 +675,26 @@
     const u = new SpeechSynthesisUtterance(text);
     u.lang = document.documentElement.lang || navigator.language || "en";
     u.rate = 1.05;
-    const done = () => {
+    const gen = speech.gen; // callbacks from before a stopSpeech() are stale
+    const settle = (spoken) => {
+      if (gen !== speech.gen) return;
       speech.queued = Math.max(0, speech.queued - 1);
-      if (onDone) onDone();
+      if (spoken && onDone) onDone();
       updateCancel();
     };
-    u.onend = done;
-    u.onerror = done;
-    if (onBoundary) u.onboundary = onBoundary;
+    u.onend = () => settle(true);
+    u.onerror = (ev) => {
+      settle(false); // not heard
+      if (gen === speech.gen && ev.error !== "interrupted" && ev.error !== "canceled") {
+        // No voice (e.g. headless) or no permission: turn speech off rather than pretend.
+        speech.enabled = false;
+        ui.speak.checked = false;
+        stopSpeech();
+        ui.speakNote.hidden = false;
+        ui.speakNote.textContent = `Speech synthesis failed (${ev.error}): replies are shown, not spoken.`;
+      }
+    };
+    if (onBoundary) u.onboundary = (ev) => { if (gen === speech.gen) onBoundary(ev); };
     speech.queued += 1;
     synth.speak(u);
     updateCancel();
@@ -699,6 +728,7 @@
   function stopSpeech() {
     speech.buf = "";
     speech.turn = null;
+    speech.gen += 1;
     if (synth && speech.queued > 0) synth.cancel();
     speech.queued = 0;
   }

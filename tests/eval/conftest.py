@@ -12,7 +12,7 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 def routellm_dir() -> Path:
     path = DATA / "routellm"
     if not (path / "routellm" / "evals").is_dir():
-        pytest.skip("RouteLLM data not present at ../shared/data/routellm")
+        pytest.fail(f"RouteLLM data not present at {path} (CI and sessions have ../shared)")
     return path
 
 
@@ -20,5 +20,5 @@ def routellm_dir() -> Path:
 def frugal_dir() -> Path:
     path = DATA / "frugalgpt-summary"
     if not (path / "summary").is_dir():
-        pytest.skip("FrugalGPT summary not present at ../shared/data/frugalgpt-summary")
+        pytest.fail(f"FrugalGPT summary not present at {path} (CI and sessions have ../shared)")
     return path
