@@ -7,6 +7,10 @@
 // Speech out: speechSynthesis, phrase by phrase as text is released. Barge-in (typing, talking
 // or Cancel while the reply is still being spoken) truncates the assistant item to what was
 // heard (conversation.item.truncate with text_end), so history matches what the listener got.
+// Voice (server) mode instead streams the microphone as input_audio_buffer.append (server VAD
+// and speech-to-text) and plays response.output_audio.delta; when the server hears the user
+// start speaking (input_audio_buffer.speech_started) playback stops and the item is truncated
+// to the audio actually played (conversation.item.truncate with audio_end_ms). See voice.js.
 (() => {
   "use strict";
 
@@ -22,6 +26,8 @@
     ladder: $("ladder"), tierPath: $("tier-path"), firstText: $("first-text"),
     handoff: $("handoff"), cost: $("cost"), turns: $("turns"),
     decisions: $("decisions"), fillers: $("fillers"),
+    voiceMode: $("voice-mode"), mic: $("mic"), micLabel: $("mic-label"),
+    voiceNote: $("voice-note"), playback: $("playback"),
   };
 
   const state = {
@@ -119,6 +125,7 @@
     ui.model.readOnly = on;
     ui.key.readOnly = on;
     updatePtt();
+    if (voice.player) updateMic();
     updateCancel();
   }
 
@@ -153,6 +160,7 @@
       opened = true;
       ui.connect.disabled = false;
       setConnected(true);
+      configureVoice();
       setStatus("connected", `Connected · ${url.searchParams.get("model") || "default"}`);
       ui.message.focus();
     });
@@ -181,6 +189,8 @@
       state.pending = [];
       state.queuedText = null;
       stopSpeech();
+      stopMic();
+      stopPlayback(false);
       setConnected(false);
       if (!opened) {
         setStatus("error", "Could not connect");
@@ -232,7 +242,7 @@
     // before the next turn reads it: cancel, truncate at response.done, then send (finishTurn).
     const active = state.active;
     interrupt({ cancelServer: false });
-    if (active && active.running && active.truncatePending) {
+    if (active && active.running && active.truncatePending && !voice.server) {
       state.queuedText = text;
       send({ type: "response.cancel" });
       return;
@@ -248,6 +258,7 @@
   // The user wants silence now: stop speech, cancel a running reply, and make history hold only
   // what was heard.
   function interrupt({ cancelServer }) {
+    if (voice.server) stopPlayback(true);
     const spoken = speech.turn;
     if (spoken && speech.enabled && (spoken.running || heardChars(spoken) < spoken.chars)) {
       spoken.heardChars = heardChars(spoken);
@@ -299,6 +310,25 @@
       case "response.output_text.done":
         onTextDone(turnOf(e.response_id), e.text);
         break;
+      case "response.output_audio_transcript.delta":
+        onDelta(turnOf(e.response_id), e);
+        break;
+      case "response.output_audio_transcript.done":
+        onTextDone(turnOf(e.response_id), e.transcript);
+        break;
+      case "response.output_audio.delta":
+        onAudioDelta(turnOf(e.response_id), e);
+        break;
+      case "input_audio_buffer.speech_started":
+        if (voice.server) stopPlayback(true); // barge-in: the server cancels a running reply
+        break;
+      case "conversation.item.input_audio_transcription.completed":
+        onUserTranscript(e.item_id, e.transcript || "(nothing recognised)");
+        break;
+      case "conversation.item.input_audio_transcription.failed":
+        onUserTranscript(e.item_id, "(not understood)");
+        showError(e.error || {});
+        break;
       case "response.function_call_arguments.done":
         onToolCall(turnOf(e.response_id), e);
         break;
@@ -337,9 +367,11 @@
   function addUserMessage(item) {
     const text = (item.content || []).map((c) => c.text || c.transcript || "").join("");
     clearEmpty(ui.transcript);
-    ui.transcript.append(h("li", { class: "msg user", "data-testid": "user-message" },
-      h("p", { class: "who", text: "You" }),
-      h("p", { class: "text", text })));
+    ui.transcript.append(h("li", {
+      class: "msg user", "data-testid": "user-message", "data-item-id": item.id,
+    },
+    h("p", { class: "who", text: "You" }),
+    h("p", { class: "text", text: text || "…" })));
     scrollToEnd(ui.transcript);
   }
 
@@ -648,7 +680,7 @@
   // Speak released text phrase by phrase: cut after punctuation that is followed by a space
   // (so "1,500" is not split), or at a space when a phrase runs long.
   function speakFeed(turn, text) {
-    if (!speech.enabled || !synth) return;
+    if (!speech.enabled || !synth || voice.server) return;
     if (speech.turn !== turn) {
       speech.turn = turn;
       speech.buf = "";
@@ -717,7 +749,7 @@
   }
 
   function speakFiller(text) {
-    if (speech.enabled && synth) utter(text);
+    if (speech.enabled && synth && !voice.server) utter(text);
   }
 
   function heardChars(turn) {
@@ -848,10 +880,124 @@
     ui.pttLabel.textContent = on ? "Listening… release to send" : "Hold to talk";
   }
 
+  // --- server voice (voice.js): microphone -> input_audio_buffer.append, audio deltas -> speakers
+
+  const voice = { server: false, mic: null, player: null };
+
+  function initVoice() {
+    const V = window.RealtimeVoice;
+    voice.player = V ? new V.Player(showPlayback) : null;
+    voice.mic = V && V.Microphone.supported()
+      ? new V.Microphone({ onChunk: (audio) => send({ type: "input_audio_buffer.append", audio }) })
+      : null;
+    ui.voiceMode.value = localStorage.getItem("rc.voice") === "server" ? "server" : "browser";
+    ui.voiceMode.addEventListener("change", () => {
+      localStorage.setItem("rc.voice", ui.voiceMode.value);
+      setVoiceMode(ui.voiceMode.value === "server");
+    });
+    ui.mic.addEventListener("click", toggleMic);
+    setVoiceMode(ui.voiceMode.value === "server");
+  }
+
+  function setVoiceMode(on) {
+    voice.server = on;
+    if (on) stopSpeech();
+    else {
+      stopMic();
+      stopPlayback(false);
+    }
+    ui.mic.hidden = !on;
+    ui.ptt.hidden = on || !Recognition;
+    ui.playback.hidden = !on;
+    ui.voiceNote.hidden = !on || Boolean(voice.mic);
+    if (on && !voice.mic) {
+      ui.voiceNote.textContent = "This browser cannot capture audio here (it needs getUserMedia " +
+        "and AudioWorklet, on https or localhost): type instead; replies are still spoken.";
+    }
+    updateMic();
+    configureVoice();
+  }
+
+  // The session follows the mode: spoken replies and the microphone's rate, or text.
+  function configureVoice() {
+    if (!state.connected) return;
+    const session = { output_modalities: [voice.server ? "audio" : "text"] };
+    if (voice.server) {
+      const rate = voice.mic && voice.mic.running ? voice.mic.rate : 24000;
+      session.audio = { input: { format: { type: "audio/pcm", rate } } };
+    }
+    send({ type: "session.update", session });
+  }
+
+  function updateMic() {
+    const on = Boolean(voice.mic && voice.mic.running);
+    ui.mic.disabled = !state.connected || !voice.server || !voice.mic;
+    ui.mic.setAttribute("aria-pressed", on ? "true" : "false");
+    ui.mic.classList.toggle("listening", on);
+    ui.micLabel.textContent = on ? "Stop microphone" : "Start microphone";
+  }
+
+  async function toggleMic() {
+    if (!voice.mic) return;
+    if (voice.mic.running) {
+      stopMic();
+      return;
+    }
+    if (voice.player) voice.player.unlock(); // a click: the page may play audio from now on
+    try {
+      await voice.mic.start();
+      ui.voiceNote.hidden = true;
+    } catch (err) {
+      ui.voiceNote.hidden = false;
+      ui.voiceNote.textContent = `The microphone could not start (${err && err.name ? err.name : err}); ` +
+        "type instead.";
+    }
+    configureVoice(); // the capture rate
+    updateMic();
+  }
+
+  function stopMic() {
+    if (voice.mic) voice.mic.stop();
+    updateMic();
+  }
+
+  function showPlayback(player) {
+    ui.playback.dataset.state = player.playing ? "playing" : "idle";
+    ui.playback.dataset.chunks = String(player.chunks);
+    ui.playback.textContent = player.playing ? "Playing the reply…" : "";
+    updateCancel();
+  }
+
+  function onAudioDelta(turn, e) {
+    if (!turn.itemId) turn.itemId = e.item_id;
+    if (voice.server && voice.player) voice.player.play(e.item_id, e.delta);
+  }
+
+  // Silence the reply; if less was heard than was sent, cut the item to the audio played.
+  function stopPlayback(truncate) {
+    if (!voice.player) return;
+    const heard = voice.player.stop();
+    if (truncate && heard.item && heard.playedMs < heard.queuedMs - 1) {
+      send({
+        type: "conversation.item.truncate",
+        item_id: heard.item,
+        content_index: 0,
+        audio_end_ms: heard.playedMs,
+      });
+    }
+  }
+
+  function onUserTranscript(itemId, text) {
+    for (const li of ui.transcript.querySelectorAll("[data-testid=user-message]")) {
+      if (li.dataset.itemId === itemId) li.querySelector(".text").textContent = text;
+    }
+  }
+
   // --- cancel ----------------------------------------------------------------------------------
 
   function canCancel() {
-    return Boolean((state.active && state.active.running) || speech.queued > 0);
+    return Boolean((state.active && state.active.running) || speech.queued > 0 ||
+      (voice.player && voice.player.playing));
   }
 
   function updateCancel() {
@@ -900,5 +1046,6 @@
 
   initSpeech();
   initPtt();
+  initVoice();
   setConnected(false);
 })();

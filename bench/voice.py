@@ -1,0 +1,294 @@
+"""Voice-to-voice latency: end of the user's speech → first audio byte of the answer, per policy.
+
+    python -m bench.voice                    # 8 spoken turns per policy (~2.5 min)
+    python -m bench.voice --turns 20 --json out.json
+    python -m bench --voice 8                # the same, from the main bench
+
+A client speaks espeak-ng requests into the server **in real time** (40 ms appends, paced by
+the clock, as a microphone would), one session per policy (the ``cascade`` extension picks the
+tiers, as in the main bench), with ``output_modalities: ["audio"]`` and server VAD. Stamped on
+arrival with ``time.perf_counter()``:
+
+    t_end      the append that carried the last sample of speech was sent (end of user speech)
+    stopped    input_audio_buffer.speech_stopped         → VAD   = stopped − t_end
+    transcribed  …input_audio_transcription.completed    → STT   = transcribed − stopped
+    first text   response.created + the trace's ttft_ms  → first text = that − transcribed
+    first audio  the first response.output_audio.delta   → TTS first audio = that − first text
+                                                           voice-to-voice = first audio − t_end
+
+VAD includes the configured ``silence_duration_ms`` (the price of deciding the turn is over);
+STT is the embedded pocketsphinx (worker processes) unless the config says otherwise; "first
+text" includes response creation and the cascade's first release (the speech commit gate);
+TTS is the time to the first phrase's audio. The server runs in this process (its STT in
+worker processes). ``engines`` times the speech engines alone on the same requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from realtime_cascade import config as config_mod
+from realtime_cascade.audio.pcm import RATE, encode_b64
+from realtime_cascade.audio.stt import PocketsphinxTranscriber
+from realtime_cascade.audio.tts import EspeakSynthesizer
+from realtime_cascade.server import RealtimeServer
+
+from .stats import summarize
+
+# Requests the embedded recogniser gets (nearly) right from espeak's voice.
+UTTERANCES = (
+    "Do you have a table for two tomorrow evening?",
+    "Do you have a table for two today?",
+    "Is there a table for two tomorrow evening?",
+    "I'd like a table for two tomorrow.",
+)
+POLICIES: dict[str, dict[str, Any]] = {
+    "light-only": {"max_tier": 0},
+    "strong-only": {"first_tier": "strong"},
+    "cascade": {"policy": {"hedging": False}},
+    "cascade+hedge": {"policy": {"hedging": True}},
+}
+CHUNK_MS = 40
+LEAD_MS, TAIL_MS = 300, 1200
+STAGES = ("voice_to_voice", "vad", "stt", "first_text", "tts_first_audio")
+
+
+@dataclass
+class Utterance:
+    text: str
+    samples: np.ndarray
+    speech_end: int  # sample index just after the last sample of speech
+
+
+def utterance(text: str, synth: EspeakSynthesizer) -> Utterance:
+    speech = synth.speak(text).samples
+    loud = np.flatnonzero(np.abs(speech.astype(np.int32)) >= 300)
+    end = int(loud[-1]) + 1 if len(loud) else len(speech)
+    lead = np.zeros(LEAD_MS * RATE // 1000, dtype=np.int16)
+    tail = np.zeros(TAIL_MS * RATE // 1000, dtype=np.int16)
+    return Utterance(text, np.concatenate((lead, speech, tail)), len(lead) + end)
+
+
+@dataclass
+class Turn:
+    """One spoken turn's stamps (perf_counter seconds) and what was heard and said."""
+
+    t_end: float = 0.0
+    stopped: float | None = None
+    transcribed: float | None = None
+    created: float | None = None
+    ttft_ms: float | None = None
+    first_audio: float | None = None
+    heard: str = ""
+    tiers: str = ""
+    status: str = ""
+
+    def stages(self) -> dict[str, float | None]:
+        def ms(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else (a - b) * 1000.0
+
+        first_text = (
+            None
+            if self.created is None or self.ttft_ms is None
+            else self.created + self.ttft_ms / 1000.0
+        )
+        return {
+            "voice_to_voice": ms(self.first_audio, self.t_end),
+            "vad": ms(self.stopped, self.t_end),
+            "stt": ms(self.transcribed, self.stopped),
+            "first_text": ms(first_text, self.transcribed),
+            "tts_first_audio": ms(self.first_audio, first_text),
+        }
+
+
+class _Event(msgspec.Struct):
+    type: str
+    transcript: str = ""
+    response: dict[str, Any] | None = None
+    trace: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+_DECODE = msgspec.json.Decoder(_Event)
+
+
+async def _speak(ws: ClientConnection, u: Utterance, turn: Turn) -> None:
+    """Append ``u`` in real time; stamp when the chunk holding the speech's end went out."""
+    step = CHUNK_MS * RATE // 1000
+    start = time.perf_counter()
+    for i in range(0, len(u.samples), step):
+        due = start + i / RATE
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await anyio.sleep(delay)
+        chunk = u.samples[i : i + step]
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": encode_b64(chunk)}))
+        if i < u.speech_end <= i + step:
+            turn.t_end = time.perf_counter()
+
+
+async def _listen(ws: ClientConnection, turn: Turn) -> None:
+    async for data in ws:
+        now = time.perf_counter()
+        e = _DECODE.decode(data)
+        match e.type:
+            case "input_audio_buffer.speech_stopped":
+                turn.stopped = turn.stopped or now
+            case "conversation.item.input_audio_transcription.completed":
+                turn.transcribed, turn.heard = now, e.transcript
+            case "response.created":
+                turn.created = now
+            case "response.output_audio.delta":
+                turn.first_audio = turn.first_audio or now
+            case "cascade.trace":
+                trace = e.trace or {}
+                turn.ttft_ms = trace.get("ttft_ms")
+                turn.tiers = "→".join(a["tier_name"] for a in trace.get("attempts", []))
+            case "response.done":
+                turn.status = (e.response or {}).get("status", "")
+                return
+            case "error" | "conversation.item.input_audio_transcription.failed":
+                raise RuntimeError(f"{e.type}: {e.error}")
+
+
+async def run_policy(
+    url: str, name: str, overrides: dict[str, Any], utterances: Sequence[Utterance], turns: int
+) -> list[Turn]:
+    out: list[Turn] = []
+    async with connect(url, max_size=None) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "output_modalities": ["audio"],
+                        "cascade": overrides,
+                        "audio": {"input": {"turn_detection": {"type": "server_vad"}}},
+                    },
+                }
+            )
+        )
+        for k in range(turns):
+            turn = Turn()
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_listen, ws, turn)
+                    await _speak(ws, utterances[k % len(utterances)], turn)
+            out.append(turn)
+            await anyio.sleep(0.3)
+    return out
+
+
+async def engines(utterances: Sequence[Utterance]) -> dict[str, Any]:
+    """The speech engines alone: pocketsphinx per request, espeak-ng per phrase."""
+    stt = PocketsphinxTranscriber()
+    await stt.warm()
+    stt_ms, audio_s = [], []
+    for u in utterances:
+        t = time.perf_counter()
+        await stt.transcribe(u.samples)
+        stt_ms.append((time.perf_counter() - t) * 1000)
+        audio_s.append(len(u.samples) / RATE)
+    synth = EspeakSynthesizer()
+    phrase = "Sakura has tables for two on March 11 at 17:30, 18:00 and 18:30."
+    tts_ms = []
+    for _ in range(10):
+        t = time.perf_counter()
+        _ = [c async for c in synth.synthesize(phrase)]
+        tts_ms.append((time.perf_counter() - t) * 1000)
+    return {
+        "stt_pocketsphinx_ms": summarize(stt_ms),
+        "stt_audio_s": summarize(audio_s),
+        "tts_espeak_phrase_ms": summarize(tts_ms),
+        "tts_phrase": phrase,
+    }
+
+
+async def measure(
+    turns: int = 8, policies: Sequence[str] = tuple(POLICIES), config: str | None = None
+) -> dict[str, Any]:
+    """Voice-to-voice latency and its breakdown per policy (ms), plus the engines alone."""
+    synth = EspeakSynthesizer()
+    utterances = [utterance(t, synth) for t in UTTERANCES]
+    cfg = config_mod.load(config)
+    result: dict[str, Any] = {"turns_per_policy": turns, "chunk_ms": CHUNK_MS, "policies": {}}
+    async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
+        url = server.url("default")
+        # one throwaway turn: worker processes start and load their models
+        await run_policy(url, "warm-up", {}, utterances, 1)
+        for name in policies:
+            got = await run_policy(url, name, POLICIES[name], utterances, turns)
+            cell: dict[str, Any] = {
+                stage: summarize(t.stages()[stage] for t in got)  # type: ignore[misc]
+                for stage in STAGES
+            }
+            cell["completed"] = sum(t.status == "completed" for t in got)
+            cell["heard"] = sorted({t.heard for t in got})
+            cell["tier_paths"] = sorted({t.tiers for t in got})
+            result["policies"][name] = cell
+    result["engines"] = await engines(utterances)
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Voice-to-voice latency, ms (n = {result['turns_per_policy']} spoken turns per policy; "
+        "p50 / p95 / p99)",
+        "",
+        "| policy | voice-to-voice | VAD | STT | first text | TTS first audio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def cell(s: dict[str, Any]) -> str:
+        if not s.get("n"):
+            return "—"
+        return " / ".join(f"{s[p]:.0f}" for p in ("p50", "p95", "p99"))
+
+    for name, c in result["policies"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(c[s]) for s in STAGES) + " |")
+    e = result.get("engines")
+    if e:
+        lines += [
+            "",
+            f"Engines alone: pocketsphinx {e['stt_pocketsphinx_ms']['p50']:.0f} ms p50 for "
+            f"{e['stt_audio_s']['p50']:.1f} s of audio; espeak-ng "
+            f"{e['tts_espeak_phrase_ms']['p50']:.1f} ms p50 for a {len(e['tts_phrase'])}-character "
+            "phrase.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--turns", type=int, default=8, help="spoken turns per policy (8)")
+    p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset")
+    p.add_argument("--config", default=None, help="server config (default: the embedded one)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
+    args = p.parse_args(argv)
+    chosen = [x.strip() for x in args.policies.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in POLICIES]
+    if unknown or args.turns < 1:
+        print(f"python -m bench.voice: unknown policies {unknown} or bad --turns", file=sys.stderr)
+        return 2
+    result = anyio.run(measure, args.turns, chosen, args.config)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

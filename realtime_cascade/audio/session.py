@@ -1,0 +1,452 @@
+"""A session's audio input: the buffer, server VAD, commits, transcription, barge-in.
+
+:class:`AudioSession` is the part of a :class:`~realtime_cascade.session.Session` that handles
+``input_audio_buffer.append`` / ``.commit`` / ``.clear``. It owns the input buffer (24 kHz
+PCM16; other client rates are resampled on the way in) and a :class:`~.vad.Vad`, and talks to
+its session only through the callbacks it is given (no import of the session module).
+
+Rules:
+
+1. With ``turn_detection`` (server VAD, the default), speech start → ``speech_started`` (with
+   the id the user item will get) and, if ``interrupt_response`` and a response is running,
+   that response is cancelled at once (``turn_detected``): generation and speech stop. Speech
+   stop → ``speech_stopped``, then the speech (from ``audio_start_ms``, padding included, to
+   ``audio_end_ms``) is committed.
+2. A commit (by VAD, or the client's ``input_audio_buffer.commit``: everything buffered) →
+   ``input_audio_buffer.committed``, a user item with an ``input_audio`` part (transcript
+   null) added to the conversation, and transcription off the event loop.
+3. Transcriptions finish in commit order: ``…input_audio_transcription.completed`` fills in the
+   item's transcript (the text the cascade answers), or ``….failed`` says why not.
+4. After a VAD commit with ``create_response``, a completed, non-empty transcript starts a
+   response, unless one is running (possible with ``interrupt_response`` false): the item is
+   then in the conversation for the next response to see.
+5. A commit needs at least ``MIN_COMMIT_MS`` of audio (``input_audio_buffer_commit_empty``);
+   the buffer holds at most ``MAX_BUFFER_S`` (VAD: speech that long is committed as it is).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+import anyio
+import msgspec
+import numpy as np
+from anyio.abc import TaskGroup
+
+from .. import wire
+from .config import Speech
+from .pcm import MAX_RATE, MIN_RATE, RATE, PcmError, Resampler, Samples, decode_b64, ms_of
+from .speech import SpeechTrack, Timelines
+from .stt import TranscriptionError
+from .vad import SpeechStarted, SpeechStopped, Vad, VadParams
+
+if TYPE_CHECKING:
+    from ..session import Conversation, IdFactory, ResponseBuilder, Send
+
+log = logging.getLogger(__name__)
+
+MIN_COMMIT_MS: Final = 100
+MAX_BUFFER_S: Final = 120
+_IDLE_KEEP_MS: Final = 2000  # VAD idle: audio kept before the current point (padding's source)
+_EAGERNESS_SILENCE_MS: Final = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
+
+
+class AudioError(wire.ProtocolError):
+    """An audio event or setting the session refuses."""
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+class TurnDetection(msgspec.Struct, frozen=True):
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+    type: str = "server_vad"
+    idle_timeout_ms: int | None = None  # accepted, not acted on
+
+    @property
+    def vad(self) -> VadParams:
+        return VadParams(self.threshold, self.prefix_padding_ms, self.silence_duration_ms)
+
+
+class AudioSettings(msgspec.Struct, frozen=True):
+    """The session's effective audio settings (``session.audio``)."""
+
+    input_rate: int = RATE
+    turn_detection: TurnDetection | None = TurnDetection()
+    language: str | None = None
+    prompt: str | None = None
+    voice: str | None = None
+    speed: float = 1.0
+
+    def merged(self, p: wire.AudioParams | None) -> AudioSettings:
+        """``p`` over these settings; :class:`AudioError` (and nothing changed) if invalid."""
+        if p is None:
+            return self
+        changes: dict[str, object] = {}
+        if p.input is not None:
+            i = p.input
+            if i.format is not None:
+                changes["input_rate"] = _rate(i.format, "session.audio.input.format")
+            if i.transcription is not None:
+                changes["language"] = i.transcription.language
+                changes["prompt"] = i.transcription.prompt
+            if not isinstance(i.turn_detection, msgspec.UnsetType):
+                changes["turn_detection"] = _turn_detection(self.turn_detection, i.turn_detection)
+        if p.output is not None:
+            o = p.output
+            if o.format is not None and _rate(o.format, "session.audio.output.format") != RATE:
+                raise AudioError(
+                    "unsupported_parameter",
+                    f"output audio is PCM16 at {RATE} Hz",
+                    param="session.audio.output.format.rate",
+                )
+            if o.voice is not None:
+                changes["voice"] = o.voice
+            if o.speed is not None:
+                if not 0.25 <= o.speed <= 1.5:
+                    raise AudioError(
+                        "invalid_value",
+                        "speed must be in [0.25, 1.5]",
+                        param="session.audio.output.speed",
+                    )
+                changes["speed"] = o.speed
+        return msgspec.structs.replace(self, **changes)
+
+    def params(self, stt_name: str) -> wire.AudioParams:
+        """As the session object shows them."""
+        td = self.turn_detection
+        return wire.AudioParams(
+            input=wire.AudioInputParams(
+                format=wire.AudioFormat("audio/pcm", self.input_rate),
+                transcription=wire.TranscriptionParams(stt_name, self.language, self.prompt),
+                turn_detection=None
+                if td is None
+                else wire.TurnDetectionParams(
+                    type="server_vad",
+                    threshold=td.threshold,
+                    prefix_padding_ms=td.prefix_padding_ms,
+                    silence_duration_ms=td.silence_duration_ms,
+                    idle_timeout_ms=td.idle_timeout_ms,
+                    create_response=td.create_response,
+                    interrupt_response=td.interrupt_response,
+                ),
+            ),
+            output=wire.AudioOutputParams(
+                format=wire.AudioFormat("audio/pcm", RATE), voice=self.voice, speed=self.speed
+            ),
+        )
+
+
+def _rate(f: wire.AudioFormat, param: str) -> int:
+    if f.type != "audio/pcm":
+        raise AudioError(
+            "unsupported_parameter", f"only audio/pcm is supported, not {f.type}", param=param
+        )
+    rate = RATE if f.rate is None else f.rate
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(
+            "invalid_value", f"rate must be in [{MIN_RATE}, {MAX_RATE}]", param=f"{param}.rate"
+        )
+    return rate
+
+
+def _turn_detection(
+    current: TurnDetection | None, p: wire.TurnDetectionParams | None
+) -> TurnDetection | None:
+    if p is None:
+        return None
+    base = current or TurnDetection()
+    where = "session.audio.input.turn_detection"
+    changes: dict[str, object] = {}
+    if p.threshold is not None:
+        if not 0.0 <= p.threshold <= 1.0:
+            raise AudioError(
+                "invalid_value", "threshold must be in [0, 1]", param=f"{where}.threshold"
+            )
+        changes["threshold"] = p.threshold
+    for name in ("prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"):
+        value = getattr(p, name)
+        if value is not None:
+            if not 0 <= value <= 10_000:
+                raise AudioError(
+                    "invalid_value", f"{name} must be in [0, 10000]", param=f"{where}.{name}"
+                )
+            changes[name] = value
+    if p.type == "semantic_vad" and p.silence_duration_ms is None:
+        changes["silence_duration_ms"] = _EAGERNESS_SILENCE_MS[p.eagerness or "auto"]
+    if p.create_response is not None:
+        changes["create_response"] = p.create_response
+    if p.interrupt_response is not None:
+        changes["interrupt_response"] = p.interrupt_response
+    return msgspec.structs.replace(base, **changes)
+
+
+# --- the input side ------------------------------------------------------------------------------
+
+
+class ConversationLike(Protocol):
+    @property
+    def last_id(self) -> str | None: ...
+
+    def add(self, item: wire.Item, previous_item_id: str | None = None) -> str | None: ...
+
+
+class AudioSession:
+    """The audio input of one session (see the module docstring)."""
+
+    def __init__(
+        self,
+        speech: Speech,
+        *,
+        emit: Callable[[wire.ServerEvent], None],
+        conversation: ConversationLike,
+        responding: Callable[[], bool],
+        cancel_response: Callable[[str], Awaitable[None]],
+        create_response: Callable[[], Awaitable[None]],
+        task_group: TaskGroup,
+        ids: Callable[[str], str],
+    ) -> None:
+        self.speech = speech
+        self.settings = AudioSettings()
+        self.timelines = Timelines()
+        self._emit = emit
+        self._conversation = conversation
+        self._responding = responding
+        self._cancel = cancel_response
+        self._create = create_response
+        self._tg = task_group
+        self._ids = ids
+        self._vad = Vad(self.settings.turn_detection.vad if self.settings.turn_detection else None)
+        self._resampler: Resampler | None = None
+        self._chunks: list[Samples] = []
+        self._buffered = 0  # samples in _chunks
+        self._base = 0  # session sample index of the buffer's first sample
+        self._received = 0  # samples received this session (the audio clock)
+        self._speech_item: str | None = None  # the id the user item will get
+        self._speech_start = 0  # session sample index where the current speech starts
+        self._order = anyio.Lock()  # transcriptions finish in commit order
+        self._warmed = False
+
+    # -- settings
+
+    def configure(self, settings: AudioSettings) -> None:
+        old, self.settings = self.settings, settings
+        if settings.input_rate != old.input_rate:
+            self._resampler = None
+        td = settings.turn_detection
+        if td is not None:
+            self._vad.configure(td.vad)
+        if old.turn_detection is not None and td is None and self._vad.speaking:
+            self._vad.reset()
+            self._speech_item = None
+
+    # -- events
+
+    async def append(self, audio: str) -> None:
+        try:
+            samples = decode_b64(audio)
+        except PcmError as exc:
+            raise AudioError("invalid_audio", str(exc), param="audio") from None
+        if not self._warmed:
+            self._warmed = True
+            self._tg.start_soon(self._warm)
+        rate = self.settings.input_rate
+        if rate != RATE:
+            if self._resampler is None or self._resampler.src != rate:
+                self._resampler = Resampler(rate, RATE)
+            samples = self._resampler.feed(samples)
+        full = self._buffered + len(samples) > MAX_BUFFER_S * RATE
+        if full and self.settings.turn_detection is None:
+            raise AudioError(
+                "input_audio_buffer_full",
+                f"the input audio buffer holds at most {MAX_BUFFER_S} s: commit or clear it",
+            )
+        self._chunks.append(samples)
+        self._buffered += len(samples)
+        self._received += len(samples)
+        td = self.settings.turn_detection
+        if td is None:
+            return
+        for event in self._vad.feed(samples):
+            match event:
+                case SpeechStarted():
+                    await self._started(event, td)
+                case SpeechStopped():
+                    self._stopped(event)
+        if self._vad.speaking and self._received - self._speech_start > MAX_BUFFER_S * RATE:
+            self._vad.reset()
+            self._stopped(SpeechStopped(self._ms(self._received), self._ms(self._received)))
+        elif not self._vad.speaking:
+            self._trim(self._received - _IDLE_KEEP_MS * RATE // 1000)
+
+    def commit(self) -> None:
+        """The client's commit: everything buffered becomes a user item."""
+        if ms_of(self._buffered) < MIN_COMMIT_MS:
+            raise AudioError(
+                "input_audio_buffer_commit_empty",
+                f"buffer too small: expected at least {MIN_COMMIT_MS} ms of audio, "
+                f"got {ms_of(self._buffered):.0f} ms",
+            )
+        item_id = self._speech_item or self._ids("item")
+        self._speech_item = None
+        self._vad.reset(self._ms(self._received))
+        self._commit(item_id, self._base, self._received, respond=False)
+
+    def clear(self) -> None:
+        self._chunks, self._buffered, self._base = [], 0, self._received
+        self._speech_item = None
+        self._vad.reset(self._ms(self._received))
+        self._emit(wire.InputAudioBufferCleared())
+
+    def heard(self, item_id: str, audio_end_ms: int) -> int | None:
+        """Characters of an audio item's transcript heard by ``audio_end_ms`` (None: no audio)."""
+        timeline = self.timelines.get(item_id)
+        if timeline is None:
+            return None
+        if audio_end_ms < 0 or audio_end_ms > timeline.duration_ms + 1:
+            raise AudioError(
+                "invalid_value",
+                f"audio_end_ms must be in [0, {timeline.duration_ms:.0f}] (the audio sent)",
+                param="audio_end_ms",
+            )
+        return timeline.heard(audio_end_ms)
+
+    def voice_builder(
+        self,
+        response: wire.ResponseObject,
+        writer: wire.EventWriter,
+        send: Send,
+        conversation: Conversation | None,
+        tier_names: list[str],
+        ids: IdFactory,
+    ) -> ResponseBuilder:
+        """The builder of a spoken response (``output_modalities: ["audio"]``)."""
+        from .response import VoiceResponseBuilder  # it subclasses the session's builder
+
+        s = self.settings
+        track = SpeechTrack(
+            self.speech.tts, writer, send, response.id, voice=s.voice, speed=s.speed
+        )
+        return VoiceResponseBuilder(
+            response,
+            writer,
+            send,
+            conversation,
+            tier_names,
+            ids,
+            track=track,
+            timelines=self.timelines,
+            task_group=self._tg,
+        )
+
+    # -- internals
+
+    def _ms(self, sample: int) -> int:
+        return sample * 1000 // RATE
+
+    async def _warm(self) -> None:
+        try:
+            await self.speech.stt.warm()
+        except Exception:  # the first transcription will report it
+            log.debug("stt warm-up failed", exc_info=True)
+
+    async def _started(self, event: SpeechStarted, td: TurnDetection) -> None:
+        self._speech_item = self._ids("item")
+        self._speech_start = max(self._base, event.audio_start_ms * RATE // 1000)
+        self._emit(
+            wire.InputAudioBufferSpeechStarted(
+                audio_start_ms=event.audio_start_ms, item_id=self._speech_item
+            )
+        )
+        if td.interrupt_response and self._responding():
+            await self._cancel("turn_detected")
+
+    def _stopped(self, event: SpeechStopped) -> None:
+        item_id = self._speech_item or self._ids("item")
+        self._speech_item = None
+        self._emit(
+            wire.InputAudioBufferSpeechStopped(audio_end_ms=event.audio_end_ms, item_id=item_id)
+        )
+        end = min(self._received, event.audio_end_ms * RATE // 1000)
+        td = self.settings.turn_detection
+        respond = td is not None and td.create_response
+        self._commit(item_id, self._speech_start, end, respond=respond)
+
+    def _take(self, start: int, end: int) -> Samples:
+        """Samples [start, end) of the session's audio; the buffer keeps what follows ``end``."""
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+        lo, hi = max(0, start - self._base), max(0, end - self._base)
+        taken = audio[lo:hi]
+        rest = audio[hi:]
+        self._chunks = [rest] if len(rest) else []
+        self._buffered = len(rest)
+        self._base = max(self._base, end)
+        return taken
+
+    def _trim(self, keep_from: int) -> None:
+        if keep_from <= self._base or self._buffered < 2 * _IDLE_KEEP_MS * RATE // 1000:
+            return
+        audio = np.concatenate(self._chunks)
+        cut = keep_from - self._base
+        self._chunks = [audio[cut:]]
+        self._buffered = len(audio) - cut
+        self._base = keep_from
+
+    def _commit(self, item_id: str, start: int, end: int, *, respond: bool) -> None:
+        samples = self._take(start, end)
+        previous = self._conversation.last_id
+        self._emit(wire.InputAudioBufferCommitted(item_id=item_id, previous_item_id=previous))
+        part = wire.InputAudio()
+        item = wire.MessageItem(item_id, "user", [part])
+        after = self._conversation.add(item)
+        self._emit(wire.ConversationItemAdded(item=item, previous_item_id=after))
+        self._emit(wire.ConversationItemDone(item=item, previous_item_id=after))
+        self._tg.start_soon(self._transcribe, item_id, part, samples, respond)
+
+    async def _transcribe(
+        self, item_id: str, part: wire.InputAudio, samples: Samples, respond: bool
+    ) -> None:
+        s = self.settings
+        async with self._order:
+            try:
+                text = await self.speech.stt.transcribe(
+                    samples, language=s.language, prompt=s.prompt
+                )
+            except TranscriptionError as exc:
+                self._failed(item_id, exc.code, exc.message)
+                return
+            except Exception as exc:  # a bug in a recogniser must cost one item, not the session
+                log.exception("transcription of %s failed", item_id)
+                why = f"internal error: {type(exc).__name__}"
+                self._failed(item_id, "transcription_failed", why)
+                return
+            part.transcript = text
+            self._emit(
+                wire.ConversationItemInputAudioTranscriptionCompleted(
+                    item_id=item_id,
+                    content_index=0,
+                    transcript=text,
+                    usage=wire.TranscriptionUsage(seconds=round(ms_of(len(samples)) / 1000, 3)),
+                )
+            )
+            if not (respond and text and not self._responding()):
+                return
+            try:
+                await self._create()
+            except wire.ProtocolError as exc:  # e.g. a key's policy refused it
+                self._emit(wire.error_event(exc))
+
+    def _failed(self, item_id: str, code: str, message: str) -> None:
+        self._emit(
+            wire.ConversationItemInputAudioTranscriptionFailed(
+                item_id=item_id,
+                content_index=0,
+                error=wire.ErrorInfo(type="transcription_error", code=code, message=message),
+            )
+        )

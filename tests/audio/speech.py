@@ -1,0 +1,30 @@
+"""Spoken test input: espeak-ng speech as the protocol carries it (base64 PCM16, 24 kHz)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from realtime_cascade.audio.pcm import RATE, Samples, encode_b64
+from realtime_cascade.audio.tts import EspeakSynthesizer
+
+# The request the acceptance tests speak. Picked for what pocketsphinx's general English model
+# decodes exactly from espeak-ng's voice; it asks the booking agent to search for a table.
+REQUEST = "Do you have a table for two tomorrow evening?"
+BARGE_IN = "Wait, stop."
+
+
+@functools.cache
+def speak(text: str, lead_ms: int = 300, tail_ms: int = 900) -> Samples:
+    """``text`` spoken by espeak-ng at 24 kHz, with silence around it (as a microphone gives)."""
+    speech = EspeakSynthesizer().speak(text).samples
+    silence = np.zeros(lead_ms * RATE // 1000, dtype=np.int16)
+    tail = np.zeros(tail_ms * RATE // 1000, dtype=np.int16)
+    out: Samples = np.concatenate((silence, speech, tail))
+    return out
+
+
+def chunks_b64(samples: Samples, chunk_ms: int = 100) -> list[str]:
+    step = chunk_ms * RATE // 1000
+    return [encode_b64(samples[i : i + step]) for i in range(0, len(samples), step)]
