@@ -14,12 +14,14 @@ from demos.booking.demo import add_demo_parser
 from . import config as config_mod
 from .core import Action, Filler, Release
 from .eval.cli import add_eval_parser
+from .policy_cli import add_policy_parser
 from .providers.base import Message
 from .providers.sim_upstream import add_sim_upstream_parser
 from .runtime import TurnRequest, TurnRunner
 from .schema import add_schema_parser
 from .server import add_serve_parser
 from .trace import render, summary
+from .traces_cli import add_traces_parser
 
 
 def run_async(fn: object, *args: object) -> object:
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_schema_parser(sub)
     add_eval_parser(sub)
     add_demo_parser(sub)
+    add_traces_parser(sub)
+    add_policy_parser(sub)
     return parser
 
 

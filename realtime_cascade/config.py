@@ -17,6 +17,7 @@ from typing import Literal
 
 import msgspec
 
+from .audio.config import AudioConfig, Speech, build_speech
 from .core import (
     BudgetParams,
     CascadeParams,
@@ -26,6 +27,15 @@ from .core import (
     PolicyParams,
     TierSpec,
 )
+from .health import BreakerParams
+from .ops_config import (
+    AuditConfig,
+    KeyConfig,
+    KeyPolicy,
+    MetricsConfig,
+    TelemetryConfig,
+)
+from .ops_config import check as check_ops
 from .providers.base import Provider
 from .providers.openai import MissingAPIKey, OpenAIProvider, OpenAIProviderConfig
 from .providers.sim import SimProfile, SimProvider
@@ -62,8 +72,10 @@ class ProfileConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     policy: PolicyParams = PolicyParams()
     gate: GateParams = GateParams()
     budgets: BudgetParams = BudgetParams()
+    health: BreakerParams = BreakerParams()  # the circuit breaker of each tier's provider
     script: str | None = None  # a sim script for every sim tier of this profile ("module:attr")
     verifiers: tuple[str, ...] = ()  # correctness verifiers ("module:attr"), run at tier finish
+    audio: AudioConfig | None = None  # speech-to-text and text-to-speech; None: the [audio] table
 
     def params(self) -> CascadeParams:
         specs = tuple(
@@ -88,6 +100,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_frame_bytes: int = 1 << 20
     max_sessions: int = 1000
     max_events_per_second: float = 200.0
+    # Per client identity (its API key; its address on a server without keys); 0: no limit.
+    max_sessions_per_key: int = 0
+    max_events_per_second_per_key: float = 0.0
     send_queue_size: int = 1024
     static_dir: str | None = None  # defaults to demos/web when present
 
@@ -96,6 +111,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     profiles: dict[str, ProfileConfig]
     server: ServerConfig = ServerConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    audio: AudioConfig = AudioConfig()  # every profile's speech engines, unless it has its own
+    audit: AuditConfig = AuditConfig()  # one JSON line per turn (realtime_cascade.audit)
+    metrics: MetricsConfig = MetricsConfig()  # GET /metrics
+    telemetry: TelemetryConfig = TelemetryConfig()  # OpenTelemetry spans
+    keys: dict[str, KeyConfig] = {}  # named API keys, each with a policy
+    policies: dict[str, KeyPolicy] = {}  # what a key may do (realtime_cascade.governance)
 
 
 def _check(config: Config, source: str) -> Config:
@@ -121,6 +142,15 @@ def _check(config: Config, source: str) -> Config:
             )
         if not 0.0 < profile.monitor.quantile < 1.0 or profile.monitor.window < 1:
             raise ConfigError(f"{source}: profiles.{name}.monitor: bad window or quantile")
+    problems = check_ops(
+        audit=config.audit,
+        keys=config.keys,
+        policies=config.policies,
+        profile_tiers={n: [t.name for t in p.tiers] for n, p in config.profiles.items()},
+        api_keys=config.server.api_keys,
+    )
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}")
     return config
 
 
@@ -188,9 +218,18 @@ def build_profile(config: Config, name: str = "default") -> CascadeProfile:
     for ref, v in zip(profile.verifiers, verifiers, strict=True):
         if not callable(v):
             raise ConfigError(f"verifier {ref!r} is not callable")
+    audio = profile.audio or config.audio
+    speech: Speech | None = None  # the embedded engines, shared by every profile that uses them
+    if audio != AudioConfig():
+        try:
+            speech = build_speech(audio)
+        except MissingAPIKey as exc:
+            raise ConfigError(f"profile {name!r}: audio: {exc}") from None
     return CascadeProfile(
         name,
         profile.params(),
         build_providers(profile),
         verifiers=verifiers,  # type: ignore[arg-type]
+        health=profile.health,
+        speech=speech,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -28,7 +29,11 @@ from .core import (
     TurnTrace,
     Verifier,
 )
+from .health import BreakerParams, ProviderHealth
 from .providers.base import Chunk, Message, Provider, ProviderError, TierRequest
+
+if TYPE_CHECKING:
+    from .audio.config import Speech
 
 Emit = Callable[[Action], None]
 
@@ -37,6 +42,8 @@ class CascadeProfile:
     """A named cascade: its parameters, one provider per tier, verifiers and a router.
 
     The router learns across every session that uses the profile; it is owned here, not global.
+    So does ``health``: one circuit breaker per tier (:mod:`~realtime_cascade.health`), which
+    every turn consults when it starts and informs as its streams end.
     """
 
     def __init__(
@@ -47,6 +54,8 @@ class CascadeProfile:
         *,
         verifiers: Sequence[Verifier] = (),
         router: OnlineRouter | None = None,
+        health: BreakerParams | ProviderHealth | None = None,
+        speech: Speech | None = None,
     ) -> None:
         if len(providers) != len(params.tiers):
             raise ValueError(
@@ -57,10 +66,17 @@ class CascadeProfile:
         self.providers = tuple(providers)
         self.verifiers = tuple(verifiers)
         self.router = router if router is not None else OnlineRouter()
+        if not isinstance(health, ProviderHealth):
+            health = ProviderHealth([t.name for t in params.tiers], health or BreakerParams())
+        self.health = health
+        # speech-to-text and text-to-speech (realtime_cascade.audio); None: the embedded ones
+        self.speech = speech
 
     async def aclose(self) -> None:
         for provider in self.providers:
             await provider.aclose()
+        if self.speech is not None:
+            await self.speech.aclose()
 
 
 class TurnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -120,8 +136,10 @@ class TurnRunner:
             verifiers=profile.verifiers,
             first_tier=first_tier,
             max_tier=max_tier,
+            unavailable=profile.health.unavailable(),
         )
         self._scopes: dict[int, anyio.CancelScope] = {}
+        self._timed_out: set[int] = set()  # attempts the core abandoned for lateness
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
         self._finished = anyio.Event()
@@ -158,7 +176,9 @@ class TurnRunner:
             match action:
                 case StartTier():
                     self._start(action)
-                case CancelTier(attempt=attempt):
+                case CancelTier(attempt=attempt, timed_out=timed_out):
+                    if timed_out:
+                        self._timed_out.add(attempt)
                     scope = self._scopes.pop(attempt, None)
                     if scope is not None:
                         scope.cancel()
@@ -189,28 +209,48 @@ class TurnRunner:
             seed=request.seed,
         )
         attempt = action.attempt
+        health, tier = self.profile.health, action.tier
+        health.started(tier)
+        # The provider's verdict for its breaker: None until the stream finishes or fails.
+        verdict: bool | None = None
+        delivered = False
         with scope:
             try:
                 # aclosing: leaving early (finish, cancel) must close the upstream response now,
                 # not when the generator is garbage-collected
                 async with contextlib.aclosing(provider.stream(tier_request)) as chunks:
                     async for chunk in chunks:
+                        delivered = True
                         if self._feed(attempt, chunk):
+                            verdict = True
                             return
                         if scope.cancel_called:
                             return
                 # a stream that ends without a finish reason was cut short upstream
+                verdict = False
+                health.failed(tier)
                 self._perform(
                     turn.tier_failed(
                         attempt, "stream ended without a finish reason", anyio.current_time()
                     )
                 )
             except ProviderError as exc:
+                verdict = False
+                health.failed(tier, exc)
                 self._perform(
                     turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", anyio.current_time())
                 )
             finally:
                 self._scopes.pop(attempt, None)
+                if verdict is True:
+                    health.succeeded(tier)
+                elif verdict is None:
+                    if attempt in self._timed_out:
+                        health.failed(tier)  # no first token in time, or stalled
+                    elif delivered:
+                        health.succeeded(tier)  # cut by the cascade, but it was working
+                    else:
+                        health.abandoned(tier)
 
     def _feed(self, attempt: int, chunk: Chunk) -> bool:
         """Hand one chunk to the core; True when it was the stream's last."""

@@ -2,6 +2,7 @@
 
     GET /v1/realtime?model=PROFILE   WebSocket; the Realtime-compatible protocol (protocols/)
     GET /healthz                     200 JSON while serving, 503 while shutting down
+    GET /metrics                     Prometheus text (realtime_cascade.metrics; [metrics])
     GET /anything-else               static files (ServerConfig.static_dir, else demos/web)
 
 Admission happens before the WebSocket handshake (``process_request``), so a refused client
@@ -46,6 +47,10 @@ from websockets.typing import Subprotocol
 
 from . import config as config_mod
 from . import wire
+from .admission import KeyLimits, client_identity
+from .governance import OPEN
+from .observe import NULL_OBSERVER, Observer
+from .ops import Operations
 from .runtime import CascadeProfile
 from .session import IdFactory, Session, new_id
 
@@ -177,6 +182,7 @@ class _Live:
     session: Session
     queue: SendQueue
     ws: ServerConnection
+    identity: str = ""  # what per-key limits count against (admission.client_identity)
 
 
 def default_static_dir() -> Path | None:
@@ -197,6 +203,7 @@ class RealtimeServer:
         profiles: Mapping[str, CascadeProfile] | None = None,
         ids: IdFactory = new_id,
         clock: Callable[[], float] = time.monotonic,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
         self.limits = config.server
@@ -206,9 +213,14 @@ class RealtimeServer:
         self.profiles: dict[str, CascadeProfile] = {}
         self._ids = ids
         self._clock = clock
+        self._observers = tuple(observers)  # beside the config's audit log, metrics, telemetry
+        self.ops: Operations | None = None  # from start() on: keys, policies, observers
         self._decoder = wire.ClientDecoder()
         self._encoder = msgspec.json.Encoder()
         self._live: dict[str, _Live] = {}
+        self._keys = KeyLimits(
+            self.limits.max_sessions_per_key, self.limits.max_events_per_second_per_key
+        )
         self._server: Server | None = None
         self._stopping = False
         static = self.limits.static_dir
@@ -225,7 +237,7 @@ class RealtimeServer:
 
     def check_exposure(self) -> None:
         """Refuse to serve open on a non-loopback host unless told to; warn when told to."""
-        if self.limits.api_keys or is_loopback(self.host):
+        if self.limits.api_keys or self.config.keys or is_loopback(self.host):
             return
         if not self.limits.allow_unauthenticated:
             raise config_mod.ConfigError(
@@ -243,6 +255,7 @@ class RealtimeServer:
             self.profiles = {
                 name: config_mod.build_profile(self.config, name) for name in self.config.profiles
             }
+        self.ops = Operations(self.config, observers=self._observers)
         self._server = await serve(
             self._handle,
             self.host,
@@ -289,6 +302,8 @@ class RealtimeServer:
         if self._given_profiles is None:
             for profile in self.profiles.values():
                 await profile.aclose()
+        if self.ops is not None:  # last: every response is done, so the audit log drains whole
+            await self.ops.aclose()
 
     # -- HTTP: admission, health, static files
 
@@ -306,6 +321,10 @@ class RealtimeServer:
                 "profiles": sorted(self.profiles),
             }
             return self._json(status, body)
+        if path == "/metrics" and self.ops is not None:
+            code, text, kind = self.ops.metrics_body(offered_keys(request.headers))
+            headers = Headers([("Content-Type", kind), ("Cache-Control", "no-store")])
+            return Response(code, _reason(code), headers, text)
         if path != REALTIME_PATH:
             return await self._static(path)
         if self._stopping:
@@ -314,13 +333,23 @@ class RealtimeServer:
         origin, host = headers.get("Origin"), headers.get("Host")
         if not origin_allowed(origin, host, self.limits.allowed_origins):
             return ws.respond(403, "this Origin is not allowed\n")
-        if not authorized(offered_keys(headers), self.limits.api_keys):
+        secrets = self.ops.keys.secrets if self.ops is not None else self.limits.api_keys
+        if not authorized(offered_keys(headers), secrets):
             response = ws.respond(401, "missing or invalid API key (Authorization: Bearer KEY)\n")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
         if len(self._live) >= self.limits.max_sessions:
             return ws.respond(503, "too many sessions; try again later\n")
+        identity = self._identity(ws)
+        if identity is not None and not self._keys.can_open(identity):
+            return ws.respond(429, "too many sessions for this API key; try again later\n")
         return None
+
+    def _identity(self, ws: ServerConnection) -> str | None:
+        assert ws.request is not None
+        offered = offered_keys(ws.request.headers)
+        secrets = self.ops.keys.secrets if self.ops is not None else self.limits.api_keys
+        return client_identity(offered, secrets, ws.remote_address)
 
     async def _static(self, path: str) -> Response:
         root = self.static_dir
@@ -344,22 +373,36 @@ class RealtimeServer:
         query = parse_qs(ws.request.path.partition("?")[2])
         model = query.get("model", ["default"])[0]
         profile = self.profiles.get(model)
-        if profile is None or len(self._live) >= self.limits.max_sessions:
+        identity = self._identity(ws) or ""
+        if (
+            profile is None
+            or len(self._live) >= self.limits.max_sessions
+            or not self._keys.open(identity)
+        ):
             await self._refuse(ws, model, unknown=profile is None)
             return
         queue = SendQueue(self.limits.send_queue_size)
         async with anyio.create_task_group() as tg:
-            session = Session(profile, queue.put, tg, ids=self._ids)
-            live = self._live[session.id] = _Live(session, queue, ws)
+            access = OPEN
+            if self.ops is not None:
+                access = self.ops.access(offered_keys(ws.request.headers)) or OPEN
+            observer = self.ops.observer if self.ops is not None else NULL_OBSERVER
+            session = Session(
+                profile, queue.put, tg, ids=self._ids, access=access, observer=observer
+            )
+            live = self._live[session.id] = _Live(session, queue, ws, identity)
             tg.start_soon(queue.pump, ws)
             tg.start_soon(self._watch_overflow, live)
             session.start()
+            session.observer.session_started(session.info)
             try:
                 await self._read(live)
             finally:
                 del self._live[session.id]
+                self._keys.close(identity)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
                     await session.cancel_response("connection_closed")
+                session.observer.session_ended(session.info)
                 tg.cancel_scope.cancel()
 
     async def _refuse(self, ws: ServerConnection, model: str, *, unknown: bool) -> None:
@@ -395,7 +438,8 @@ class RealtimeServer:
         soft_limit = limits.max_frame_bytes
         try:
             async for message in ws:
-                if not bucket.take(self._clock()):
+                now = self._clock()
+                if not (bucket.take(now) and self._keys.take(live.identity, now)):
                     strikes += 1
                     if strikes > bucket.burst:
                         # Kept flooding after a second's worth of refusals: a policy matter.
@@ -414,6 +458,14 @@ class RealtimeServer:
                     event = self._decode(message, soft_limit)
                 except wire.ProtocolError as exc:
                     session.error(exc)
+                    continue
+                except Exception:  # a decoder bug must cost one frame, not the session
+                    log.exception("session %s: a frame could not be decoded", session.id)
+                    error = wire.ProtocolError(
+                        "internal_error", "the server failed to decode this frame"
+                    )
+                    error.error_type = "server_error"
+                    session.error(error)
                     continue
                 try:
                     await session.handle(event)
@@ -479,11 +531,21 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         default=SHUTDOWN_GRACE_S,
         help="seconds running responses get to finish on shutdown",
     )
+    p.add_argument(
+        "--audit",
+        default=None,
+        metavar="PATH",
+        help="append every turn's trace to PATH as JSON lines (-: stdout); overrides [audit] "
+        "path and REALTIME_CASCADE_AUDIT",
+    )
     p.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
+    if getattr(args, "audit", None):
+        audit = msgspec.structs.replace(cfg.audit, path=args.audit)
+        cfg = msgspec.structs.replace(cfg, audit=audit)
     logging.basicConfig(
         level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

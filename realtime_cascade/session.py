@@ -18,7 +18,9 @@ Rules (checked here, each a :class:`SessionError` that becomes an ``error`` even
 - ``response.cancel`` needs a running response (and its id, when one is given);
 - a user message while a response runs is a barge-in: the response is cancelled first
   (``response.done`` cancelled, reason ``turn_detected``), then the message is added;
-- audio events are refused until the audio work lands.
+- audio input (buffer, server VAD, transcription, barge-in on speech) is the
+  :class:`~realtime_cascade.audio.session.AudioSession`'s; with ``output_modalities``
+  ``["audio"]`` a response is spoken (:mod:`realtime_cascade.audio.response`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import wire
+from .audio.config import embedded as embedded_speech
+from .audio.session import AudioSession, AudioSettings
 from .core import (
     Action,
     CascadeParams,
@@ -45,6 +49,8 @@ from .core import (
     ReleaseToolCall,
     TurnTrace,
 )
+from .governance import OPEN, Access, Governed, Governor
+from .observe import NULL_OBSERVER, Observer, SessionInfo, TurnInfo
 from .providers.base import Message
 from .runtime import CascadeProfile, TurnRequest, TurnRunner
 
@@ -156,6 +162,10 @@ class Conversation:
                 param="content_index",
             )
         part = item.content[content_index]
+        if isinstance(part, wire.OutputAudio):  # text_end comes from the audio's timeline
+            if text_end is not None:
+                part.transcript = part.transcript[: max(0, text_end)]
+            return
         if text_end is None or not isinstance(part, wire.OutputText):
             return
         if not 0 <= text_end <= len(part.text):
@@ -174,9 +184,7 @@ class Conversation:
         for item in self.items:
             match item:
                 case wire.MessageItem(role=role, content=content):
-                    text = "".join(
-                        p.text for p in content if isinstance(p, wire.InputText | wire.OutputText)
-                    )
+                    text = "".join(wire.text_of(p) for p in content)
                     if role == "assistant" and not text:
                         continue  # cancelled before anything was released
                     out.append(Message(role, text))
@@ -204,7 +212,8 @@ def item_from_param(param: wire.ItemParam, ids: IdFactory) -> wire.Item:
                 if isinstance(part, wire.InputAudio):
                     raise SessionError(
                         "audio_not_supported",
-                        "input_audio content is not supported yet; send input_text",
+                        "input_audio content is not supported in conversation.item.create; "
+                        "stream the audio with input_audio_buffer.append, or send input_text",
                         param=f"item.content[{i}]",
                     )
             return wire.MessageItem(item_id or ids("item"), role, list(content))
@@ -329,10 +338,11 @@ def chat_tool_choice(choice: wire.ToolChoice) -> str | dict[str, object]:
 
 
 def _check_modalities(modalities: list[wire.Modality] | None, param: str) -> None:
-    if modalities is not None and modalities != ["text"]:
+    # ["audio"]: spoken, with its transcript ("text" beside it changes nothing)
+    if modalities is not None and (not modalities or len(set(modalities)) != len(modalities)):
         raise SessionError(
             "unsupported_modality",
-            "only text output is supported for now: use output_modalities ['text']",
+            "output_modalities must be ['text'] or ['audio']",
             param=param,
         )
 
@@ -348,6 +358,11 @@ class Settings:
         self.max_output_tokens: wire.MaxTokens = "inf"
         self.overrides = wire.CascadeOverrides()
         self.effective = apply_overrides(profile.params, self.overrides)
+        self.output_modalities: list[wire.Modality] = ["text"]
+        self.audio = AudioSettings()
+        self.speech = profile.speech or embedded_speech()  # its recogniser and synthesiser
+        # a key's policy vets the client's tiers (governance.Governor.check)
+        self.check: Callable[[wire.CascadeOverrides, Effective], None] | None = None
 
     def update(self, p: wire.SessionParams) -> None:
         """All or nothing: a refused update changes nothing."""
@@ -360,7 +375,12 @@ class Settings:
             )
         overrides = merge_overrides(self.overrides, p.cascade)
         effective = apply_overrides(self.profile.params, overrides)
-        self.overrides, self.effective = overrides, effective
+        if self.check is not None:
+            self.check(overrides, effective)
+        audio = self.audio.merged(p.audio)
+        self.overrides, self.effective, self.audio = overrides, effective, audio
+        if p.output_modalities is not None:
+            self.output_modalities = p.output_modalities
         if p.instructions is not None:
             self.instructions = p.instructions
         if p.tools is not None:
@@ -377,13 +397,14 @@ class Settings:
             instructions=self.instructions,
             tools=self.tools,
             tool_choice=self.tool_choice,
-            output_modalities=["text"],
+            output_modalities=self.output_modalities,
             max_output_tokens=self.max_output_tokens,
             cascade=wire.CascadeInfo(
                 profile=self.profile.name,
                 tiers=[t.name for t in self.profile.params.tiers],
                 overrides=self.overrides,
             ),
+            audio=self.audio.params(self.speech.stt.name),
         )
 
 
@@ -448,6 +469,12 @@ class ResponseBuilder:
 
     def created(self) -> None:
         self._emit(wire.ResponseCreated(response=msgspec.structs.replace(self.response, output=[])))
+
+    async def drained(self) -> None:
+        """Returns once every output is out (audio mode: once it has been spoken)."""
+
+    def stop_output(self, reason: str) -> None:
+        """Barge-in: stop output still being produced after the turn (audio mode: speech)."""
 
     def feed(self, action: Action) -> None:
         rid = self.response.id
@@ -611,6 +638,8 @@ class _Active:
     builder: ResponseBuilder
     runner: TurnRunner
     done: anyio.Event = field(default_factory=anyio.Event)
+    governed: Governed | None = None
+    user_item_id: str | None = None
 
 
 class Session:
@@ -624,6 +653,8 @@ class Session:
         *,
         session_id: str | None = None,
         ids: IdFactory = new_id,
+        observer: Observer = NULL_OBSERVER,
+        access: Access = OPEN,
     ) -> None:
         self.id = session_id or ids("sess")
         self.profile = profile
@@ -636,6 +667,21 @@ class Session:
         self._active: _Active | None = None
         self._turns = 0
         self.spent_usd = 0.0
+        self.observer = observer
+        self.info = SessionInfo(self.id, profile.name, access.key, access.policy_name)
+        self.governor = Governor(access, [t.name for t in profile.params.tiers])
+        self.settings.check = self._check_policy
+        self.escalations = 0  # responses that escalated: what max_escalations_per_session counts
+        self.audio = AudioSession(
+            self.settings.speech,
+            emit=self.emit,
+            conversation=self.conversation,
+            responding=lambda: self._active is not None,
+            cancel_response=self.cancel_response,
+            create_response=lambda: self._create_response(wire.ResponseParams()),
+            task_group=task_group,
+            ids=ids,
+        )
 
     def emit(self, event: wire.ServerEvent) -> None:
         self._send(self._writer.encode(event))
@@ -655,17 +701,14 @@ class Session:
         match event:
             case wire.SessionUpdate(session=params):
                 self.settings.update(params)
+                self.audio.configure(self.settings.audio)
                 self.emit(wire.SessionUpdated(session=self.settings.object(self.id)))
-            case (
-                wire.InputAudioBufferAppend()
-                | wire.InputAudioBufferCommit()
-                | wire.InputAudioBufferClear()
-            ):
-                raise SessionError(
-                    "audio_not_supported",
-                    "audio input is not supported yet; send conversation.item.create with "
-                    "input_text",
-                )
+            case wire.InputAudioBufferAppend(audio=audio):
+                await self.audio.append(audio)
+            case wire.InputAudioBufferCommit():
+                self.audio.commit()
+            case wire.InputAudioBufferClear():
+                self.audio.clear()
             case wire.ConversationItemCreate(item=param, previous_item_id=previous):
                 item = item_from_param(param, self._ids)
                 if isinstance(item, wire.FunctionCallOutputItem):
@@ -682,11 +725,15 @@ class Session:
             case wire.ConversationItemRetrieve(item_id=item_id):
                 self.emit(wire.ConversationItemRetrieved(item=self.conversation.get(item_id)))
             case wire.ConversationItemDelete(item_id=item_id):
+                await self._stop_writing(item_id)
                 self.conversation.delete(item_id)
                 self.emit(wire.ConversationItemDeleted(item_id=item_id))
             case wire.ConversationItemTruncate(
                 item_id=item_id, content_index=ci, audio_end_ms=ms, text_end=text_end
             ):
+                await self._stop_writing(item_id)
+                if text_end is None:  # spoken output: the words heard by audio_end_ms
+                    text_end = self.audio.heard(item_id, ms)
                 self.conversation.truncate(item_id, ci, text_end)
                 self.emit(
                     wire.ConversationItemTruncated(
@@ -716,6 +763,7 @@ class Session:
                 f"response {self._active.builder.id} is still in progress",
             )
         _check_modalities(p.output_modalities, "response.output_modalities")
+        modalities = p.output_modalities or self.settings.output_modalities
         if p.input is not None:
             raise SessionError(
                 "unsupported_parameter",
@@ -731,7 +779,13 @@ class Session:
         s = self.settings
         effective = s.effective
         if p.cascade is not None:
-            effective = apply_overrides(s.profile.params, merge_overrides(s.overrides, p.cascade))
+            merged = merge_overrides(s.overrides, p.cascade)
+            effective = apply_overrides(s.profile.params, merged)
+            where = "response.cascade"
+            self.governor.check(merged, effective.first_tier, effective.max_tier, where)
+        governed = self.governor.govern(
+            effective.params, effective.first_tier, effective.max_tier, self.escalations
+        )
         max_tokens = p.max_output_tokens if p.max_output_tokens is not None else s.max_output_tokens
         tools = p.tools if p.tools is not None else s.tools
         choice = p.tool_choice if p.tool_choice is not None else s.tool_choice
@@ -750,11 +804,11 @@ class Session:
             status="in_progress",
             output=[],
             conversation_id=self.id if in_conversation else None,
-            output_modalities=["text"],
+            output_modalities=modalities,
             max_output_tokens=max_tokens,
             metadata=p.metadata,
         )
-        builder = ResponseBuilder(
+        builder = (self.audio.voice_builder if "audio" in modalities else ResponseBuilder)(
             response,
             self._writer,
             self._send,
@@ -768,12 +822,16 @@ class Session:
             builder.feed,
             turn_id=response.id,
             session_spent_usd=self.spent_usd,
-            params=effective.params,
-            first_tier=effective.first_tier,
-            max_tier=effective.max_tier,
+            params=governed.params,
+            first_tier=governed.first_tier,
+            max_tier=governed.max_tier,
         )
-        active = self._active = _Active(builder, runner)
+        active = self._active = _Active(
+            builder, runner, governed=governed, user_item_id=self._last_user_item()
+        )
         builder.created()
+        if governed.decision is not None:
+            builder.feed(Decision(governed.decision))
         # start() returns once the task runs: from then on runner.cancel() reaches the streams
         await self._tg.start(self._respond, active)
 
@@ -785,6 +843,7 @@ class Session:
         task_status.started()
         try:
             trace = await active.runner.run()
+            await active.builder.drained()  # spoken output: until its audio is out
         except Exception as exc:  # a bug below must not take the session down
             log.exception("session %s: response %s failed", self.id, active.builder.id)
             error = f"internal error: {type(exc).__name__}"
@@ -792,9 +851,12 @@ class Session:
             # no await in here: it runs to the end even when the connection's group is cancelled
             if trace is not None:
                 self.spent_usd += trace.cost_usd
+                self.escalations += trace.escalated
+                trace = self._with_policy(active, trace)
             active.builder.finish(trace, error)
             self._active = None
             active.done.set()
+            self._observe(active, trace, error)
 
     async def cancel_response(self, reason: str) -> None:
         """Barge-in: stop every tier stream now and wait for ``response.done``."""
@@ -802,7 +864,16 @@ class Session:
         if active is None:
             return
         active.runner.cancel(reason)
+        active.builder.stop_output(reason)
         await active.done.wait()
+
+    async def _stop_writing(self, item_id: str) -> None:
+        """Truncating or deleting the item a response is still writing cancels the response
+        first (``client_cancelled``), so the item holds exactly what was released, then the
+        edit applies to that: history never mixes an edit with text streamed after it."""
+        item = self.conversation.get(item_id)
+        if self._active is not None and item.status == "in_progress":
+            await self.cancel_response("client_cancelled")
 
     async def finish_response(self, grace_s: float, reason: str) -> None:
         """Let the running response finish for up to ``grace_s``, then cancel it."""
@@ -812,3 +883,44 @@ class Session:
         with anyio.move_on_after(grace_s):
             await active.done.wait()
         await self.cancel_response(reason)
+
+    # -- governance and observers (realtime_cascade.governance, realtime_cascade.observe)
+
+    def _check_policy(self, overrides: wire.CascadeOverrides, effective: Effective) -> None:
+        self.governor.check(overrides, effective.first_tier, effective.max_tier, "session.cascade")
+
+    def _last_user_item(self) -> str | None:
+        for item in reversed(self.conversation.items):
+            if isinstance(item, wire.MessageItem) and item.role == "user":
+                return item.id
+        return None
+
+    @staticmethod
+    def _with_policy(active: _Active, trace: TurnTrace) -> TurnTrace:
+        """The trace with the key policy's decision first, as it was sent."""
+        decision = active.governed.decision if active.governed is not None else None
+        if decision is None:
+            return trace
+        return msgspec.structs.replace(trace, decisions=(decision, *trace.decisions))
+
+    def _observe(self, active: _Active, trace: TurnTrace | None, error: str | None) -> None:
+        governed = active.governed
+        if governed is None:
+            return
+        try:
+            self.observer.turn_finished(
+                TurnInfo(
+                    session=self.info,
+                    response_id=active.builder.id,
+                    user_item_id=active.user_item_id,
+                    tier_names=tuple(t.name for t in self.profile.params.tiers),
+                    first_tier=governed.first_tier,
+                    max_tier=governed.max_tier,
+                    budgets=governed.params.budgets,
+                    trace=trace,
+                    error=error,
+                    governed=governed.decision is not None,
+                )
+            )
+        except Exception:  # observing must never cost the session
+            log.exception("session %s: observers failed on %s", self.id, active.builder.id)

@@ -70,7 +70,23 @@ class OutputText(msgspec.Struct, tag="output_text", tag_field="type"):
     text: str
 
 
-ContentPart = InputText | InputAudio | OutputText
+class OutputAudio(msgspec.Struct, tag="output_audio", tag_field="type", omit_defaults=True):
+    """Spoken output: ``transcript`` is the text whose audio was sent (audio is not kept)."""
+
+    transcript: str
+    audio: str | None = None
+
+
+ContentPart = InputText | InputAudio | OutputText | OutputAudio
+
+
+def text_of(part: ContentPart) -> str:
+    """The words of a content part: its text, or its audio's transcript ("" if none yet)."""
+    match part:
+        case InputText(text=text) | OutputText(text=text):
+            return text
+        case InputAudio(transcript=transcript) | OutputAudio(transcript=transcript):
+            return transcript or ""
 
 
 class FunctionTool(msgspec.Struct, omit_defaults=True):
@@ -109,6 +125,48 @@ class BudgetOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     fillers: list[str] | None = None
 
 
+class AudioFormat(msgspec.Struct, omit_defaults=True):
+    """Only ``audio/pcm`` (PCM16 mono, little-endian) is supported; ``rate`` 8000..48000."""
+
+    type: Literal["audio/pcm", "audio/pcmu", "audio/pcma"] = "audio/pcm"
+    rate: int | None = None
+
+
+class TranscriptionParams(msgspec.Struct, omit_defaults=True):
+    model: str | None = None  # informational: the profile's recogniser transcribes
+    language: str | None = None
+    prompt: str | None = None
+
+
+class TurnDetectionParams(msgspec.Struct, omit_defaults=True):
+    type: Literal["server_vad", "semantic_vad"] | None = None  # None: server_vad
+    threshold: float | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+    idle_timeout_ms: int | None = None
+    create_response: bool | None = None
+    interrupt_response: bool | None = None
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None  # semantic_vad
+
+
+class AudioInputParams(msgspec.Struct, omit_defaults=True):
+    format: AudioFormat | None = None
+    transcription: TranscriptionParams | None = None
+    # null turns server VAD off (the client commits); omitted keeps the current setting
+    turn_detection: TurnDetectionParams | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class AudioOutputParams(msgspec.Struct, omit_defaults=True):
+    format: AudioFormat | None = None
+    voice: str | None = None
+    speed: float | None = None
+
+
+class AudioParams(msgspec.Struct, omit_defaults=True):
+    input: AudioInputParams | None = None
+    output: AudioOutputParams | None = None
+
+
 class CascadeOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """The ``cascade`` extension object of ``session.update`` and ``response.create``.
 
@@ -132,7 +190,7 @@ class SessionParams(msgspec.Struct, omit_defaults=True):
     tool_choice: ToolChoice | None = None
     output_modalities: list[Modality] | None = None
     max_output_tokens: MaxTokens | None = None
-    audio: dict[str, Any] | None = None  # accepted and ignored until audio lands
+    audio: AudioParams | None = None
     cascade: CascadeOverrides | None = None
 
 
@@ -208,7 +266,7 @@ class ConversationItemTruncate(_ClientEvent, tag="conversation.item.truncate"):
     content_index: int
     audio_end_ms: int
     # Extension: characters of the text the listener heard (a client-side TTS knows this).
-    # Without it the text is kept: there is no server audio to map ``audio_end_ms`` onto.
+    # Without it, server audio maps ``audio_end_ms`` onto the transcript (text items: kept).
     text_end: int | None = None
 
 
@@ -254,19 +312,29 @@ class ClientDecoder:
             raise self._explain(data, str(exc)) from None
         except msgspec.DecodeError as exc:
             raise FrameError("invalid_json", f"the frame is not valid JSON: {exc}") from None
+        except RecursionError:
+            # msgspec stops at the interpreter's recursion limit; no event nests that deep
+            raise FrameError("nesting_too_deep", "the frame's JSON nests too deeply") from None
 
     def event_id_of(self, data: str | bytes) -> str | None:
         """The ``event_id`` of a frame that will not be processed (slow path, errors only)."""
         try:
             value = self._lenient.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
         event_id = value.get("event_id") if isinstance(value, dict) else None
         return event_id if isinstance(event_id, str) else None
 
-    def _explain(self, data: str | bytes, detail: str) -> EventError:
+    def _explain(self, data: str | bytes, detail: str) -> ProtocolError:
         # Only on the error path: decode leniently to tell "unknown type" from "bad field".
-        value = self._lenient.decode(data)
+        try:
+            value = self._lenient.decode(data)
+        except RecursionError:
+            return EventError("nesting_too_deep", "the frame's JSON nests too deeply")
+        except msgspec.DecodeError as exc:
+            # the typed decoder can refuse a value before it reaches malformed JSON after it
+            # ("0\x00": "expected an object", then "trailing characters")
+            return FrameError("invalid_json", f"the frame is not valid JSON: {exc}")
         if not isinstance(value, dict):
             return EventError("invalid_event", "a client event must be a JSON object")
         event_id = value.get("event_id")
@@ -381,6 +449,7 @@ class SessionObject(msgspec.Struct):
     output_modalities: list[Modality]
     max_output_tokens: MaxTokens
     cascade: CascadeInfo
+    audio: AudioParams | None = None  # the effective audio settings, every field filled in
     type: Literal["realtime"] = "realtime"
     object: Literal["realtime.session"] = "realtime.session"
 
@@ -461,7 +530,7 @@ class ResponseContentPartAdded(_ServerEvent, tag="response.content_part.added"):
     item_id: str
     output_index: int
     content_index: int
-    part: OutputText
+    part: OutputText | OutputAudio
 
 
 class ResponseContentPartDone(_ServerEvent, tag="response.content_part.done"):
@@ -469,7 +538,7 @@ class ResponseContentPartDone(_ServerEvent, tag="response.content_part.done"):
     item_id: str
     output_index: int
     content_index: int
-    part: OutputText
+    part: OutputText | OutputAudio
 
 
 class ResponseOutputTextDelta(_ServerEvent, tag="response.output_text.delta"):
@@ -486,6 +555,90 @@ class ResponseOutputTextDone(_ServerEvent, tag="response.output_text.done"):
     output_index: int
     content_index: int
     text: str
+
+
+class ResponseOutputAudioDelta(_ServerEvent, tag="response.output_audio.delta"):
+    """Base64 PCM16 mono at 24 kHz, in order; sent faster than real time."""
+
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+class ResponseOutputAudioDone(_ServerEvent, tag="response.output_audio.done"):
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+
+
+class ResponseOutputAudioTranscriptDelta(
+    _ServerEvent, tag="response.output_audio_transcript.delta"
+):
+    """The text of the audio that follows (sent as that audio starts)."""
+
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+class ResponseOutputAudioTranscriptDone(
+    _ServerEvent, tag="response.output_audio_transcript.done"
+):
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    transcript: str
+
+
+class InputAudioBufferCommitted(_ServerEvent, tag="input_audio_buffer.committed"):
+    item_id: str
+    previous_item_id: str | None = None
+
+
+class InputAudioBufferCleared(_ServerEvent, tag="input_audio_buffer.cleared"):
+    pass
+
+
+class InputAudioBufferSpeechStarted(_ServerEvent, tag="input_audio_buffer.speech_started"):
+    """``audio_start_ms``: audio time since the session's first sample, padding included."""
+
+    audio_start_ms: int
+    item_id: str
+
+
+class InputAudioBufferSpeechStopped(_ServerEvent, tag="input_audio_buffer.speech_stopped"):
+    """``audio_end_ms`` includes the silence that ended the speech."""
+
+    audio_end_ms: int
+    item_id: str
+
+
+class TranscriptionUsage(msgspec.Struct):
+    seconds: float
+    type: Literal["duration"] = "duration"
+
+
+class ConversationItemInputAudioTranscriptionCompleted(
+    _ServerEvent, tag="conversation.item.input_audio_transcription.completed"
+):
+    item_id: str
+    content_index: int
+    transcript: str
+    usage: TranscriptionUsage
+
+
+class ConversationItemInputAudioTranscriptionFailed(
+    _ServerEvent, tag="conversation.item.input_audio_transcription.failed"
+):
+    item_id: str
+    content_index: int
+    error: ErrorInfo
 
 
 class ResponseFunctionCallArgumentsDelta(
@@ -557,6 +710,16 @@ ServerEvent = (
     | ResponseContentPartDone
     | ResponseOutputTextDelta
     | ResponseOutputTextDone
+    | ResponseOutputAudioDelta
+    | ResponseOutputAudioDone
+    | ResponseOutputAudioTranscriptDelta
+    | ResponseOutputAudioTranscriptDone
+    | InputAudioBufferCommitted
+    | InputAudioBufferCleared
+    | InputAudioBufferSpeechStarted
+    | InputAudioBufferSpeechStopped
+    | ConversationItemInputAudioTranscriptionCompleted
+    | ConversationItemInputAudioTranscriptionFailed
     | ResponseFunctionCallArgumentsDelta
     | ResponseFunctionCallArgumentsDone
     | CascadeDecision

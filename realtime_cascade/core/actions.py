@@ -21,6 +21,7 @@ Cause = Literal[
     "error",
     "policy",
     "client",
+    "health",  # a tier skipped because its provider's circuit breaker is open
 ]
 
 DecisionKind = Literal[
@@ -74,6 +75,8 @@ class StartTier(msgspec.Struct, frozen=True, tag="start_tier"):
 class CancelTier(msgspec.Struct, frozen=True, tag="cancel_tier"):
     attempt: int
     reason: str
+    # The tier missed its first-token deadline or stalled: its provider's health suffers.
+    timed_out: bool = False
 
 
 class Release(msgspec.Struct, frozen=True, tag="release"):

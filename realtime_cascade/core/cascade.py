@@ -20,6 +20,10 @@ Rules (the adapter may rely on every one of them):
    its input and one output token fit, and a stream is cut when its next token would not fit.
 7. The core never reads a clock: every event carries ``now`` (seconds, monotonic), and
    :meth:`Turn.next_deadline` says when to call :meth:`Turn.tick` at the latest.
+8. Tiers in ``unavailable`` (the adapter's circuit breakers say their providers keep failing)
+   are skipped by routing, escalation, hedging and fallback alike, as if they were not in the
+   cascade; the trace says so (cause ``health``). With no allowed tier left to start, the turn
+   fails at once.
 """
 
 from __future__ import annotations
@@ -207,6 +211,7 @@ class Turn:
         verifiers: Sequence[Verifier] = (),
         first_tier: int = 0,
         max_tier: int | None = None,
+        unavailable: frozenset[int] = frozenset(),
     ) -> None:
         if not params.tiers:
             raise BudgetError("a cascade needs at least one tier")
@@ -222,6 +227,7 @@ class Turn:
         self._first_tier = max(0, min(first_tier, len(self._tiers) - 1))
         top = len(self._tiers) - 1 if max_tier is None else max_tier
         self._max_tier = max(self._first_tier, min(top, len(self._tiers) - 1))
+        self._unavailable = unavailable  # rule 8
         self._features = request_features(request)
         self.complexity = complexity_of(self._features, params.complexity)
         budgets = params.budgets
@@ -310,6 +316,20 @@ class Turn:
             complexity=round(self.complexity, 4),
             router_p=None if self._router is None else round(self._router.p_preempt, 4),
         )
+        healthy = self._healthy_near(tier)
+        if healthy is None:
+            down = ", ".join(self._tiers[t].name for t in self._allowed())
+            reason = f"every allowed tier is unavailable (circuit open: {down})"
+            self._decide(out, now, "stop", tier, "health", reason, scores)
+            self._finish(out, now, "failed", reason)
+            return out
+        if healthy != tier:
+            cause = "health"
+            reason = (
+                f"{reason}; but {self._tiers[tier].name} is unavailable (circuit open): "
+                f"start on {self._tiers[healthy].name}"
+            )
+            tier = healthy
         self._decide(out, now, "route", tier, cause, reason, scores)
         if tier > self._first_tier:
             self._escalated = True
@@ -408,7 +428,7 @@ class Turn:
                 if problem is not None:
                     cause = "correctness"
                     break
-        if problem is None and attempt.tier < self._max_tier and attempt.monitor.ready:
+        if problem is None and self._stronger(attempt.tier) is not None and attempt.monitor.ready:
             conf = attempt.monitor.confidence()
             if conf.p_correct < self.params.policy.preempt_below:
                 cause = "confidence"
@@ -453,12 +473,12 @@ class Turn:
         hedge = self._hedge
         if hedge is not None and hedge.live and now >= self._attempt_deadline(hedge):
             why = self._lateness(hedge)
-            self._cancel_attempt(out, hedge, now, why)
+            self._cancel_attempt(out, hedge, now, why, timed_out=True)
             self._drop_hedge(out, now, "latency", f"speculative {hedge.spec.name}: {why}")
         active = self._active
         if active is not None and active.live and now >= self._attempt_deadline(active):
             why = self._lateness(active)
-            self._cancel_attempt(out, active, now, why)
+            self._cancel_attempt(out, active, now, why, timed_out=True)
             self._fallback(out, now, "latency", f"{active.spec.name}: {why}")
             if self.done:
                 return out
@@ -545,7 +565,7 @@ class Turn:
 
     def _judge(self, out: list[Action], attempt: _Attempt, now: float) -> None:
         """The monitor's look at the active attempt after a token."""
-        if self._no_escalation or attempt.tier >= self._max_tier or not attempt.monitor.ready:
+        if self._no_escalation or not attempt.monitor.ready or self._stronger(attempt.tier) is None:
             return
         policy = self.params.policy
         conf = attempt.monitor.confidence()
@@ -579,9 +599,9 @@ class Turn:
     def _enter_doubt(self, out: list[Action], attempt: _Attempt, now: float, p: float) -> None:
         policy = self.params.policy
         self._doubt_until = now + policy.hedge_window_ms / 1000.0
-        target = attempt.tier + 1
+        target = self._stronger(attempt.tier)
         scores = self._scores(attempt)
-        if not policy.hedging:
+        if not policy.hedging or target is None:
             return
         if self._utility(attempt, target, p, now) <= 0:
             return
@@ -633,9 +653,13 @@ class Turn:
         active = self._active
         assert active is not None
         scores = self._scores(active)
-        target = active.tier + 1
-        if target > self._max_tier:
-            self._refuse(out, now, active, cause, f"{reason}; no stronger tier is allowed")
+        target = self._stronger(active.tier)
+        if target is None:
+            why = "no stronger tier is allowed"
+            if active.tier < self._max_tier:
+                why = "no stronger tier is available (circuit open)"
+                cause = "health"
+            self._refuse(out, now, active, cause, f"{reason}; {why}")
             return False
         hedge = self._hedge if self._hedge is not None and self._hedge.tier == target else None
         if not forced and hedge is None:
@@ -698,10 +722,9 @@ class Turn:
         self._handover(out, failed, target, hedge, now)
 
     def _fallback_target(self, failed_tier: int) -> int | None:
-        stronger = [t for t in range(failed_tier + 1, self._max_tier + 1) if t not in self._tried]
-        weaker = [
-            t for t in range(failed_tier - 1, self._first_tier - 1, -1) if t not in self._tried
-        ]
+        skip = self._tried | self._unavailable
+        stronger = [t for t in range(failed_tier + 1, self._max_tier + 1) if t not in skip]
+        weaker = [t for t in range(failed_tier - 1, self._first_tier - 1, -1) if t not in skip]
         for t in stronger + weaker:
             return t
         return None
@@ -743,8 +766,8 @@ class Turn:
         if not self._affordable(tier):
             affordable = [
                 t
-                for t in range(self._first_tier, self._max_tier + 1)
-                if t not in self._tried and self._affordable(t)
+                for t in self._allowed()
+                if t not in self._tried and t not in self._unavailable and self._affordable(t)
             ]
             if fallback or not affordable:
                 reason = (
@@ -838,7 +861,7 @@ class Turn:
             return  # rule 4
         active = self._active
         tier = active.tier if active else self._first_tier
-        eager = self.params.gate.eager_last_tier and tier >= self._max_tier
+        eager = self.params.gate.eager_last_tier and self._stronger(tier) is None
         while True:
             piece = self._gate.take(now, final=final, eager=eager)
             if not piece:
@@ -951,6 +974,28 @@ class Turn:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _allowed(self) -> range:
+        return range(self._first_tier, self._max_tier + 1)
+
+    def _stronger(self, tier: int) -> int | None:
+        """The next stronger allowed tier that is not unavailable (rule 8), if any."""
+        for t in range(tier + 1, self._max_tier + 1):
+            if t not in self._unavailable:
+                return t
+        return None
+
+    def _healthy_near(self, tier: int) -> int | None:
+        """``tier`` if available, else the nearest available one: stronger first (rule 8)."""
+        if tier not in self._unavailable:
+            return tier
+        stronger = self._stronger(tier)
+        if stronger is not None:
+            return stronger
+        for t in range(tier - 1, self._first_tier - 1, -1):
+            if t not in self._unavailable:
+                return t
+        return None
+
     def _live_attempt(self, attempt_id: int) -> _Attempt | None:
         if not 0 <= attempt_id < len(self._attempts):
             raise InvalidEvent(f"no attempt {attempt_id} was started in this turn")
@@ -984,14 +1029,20 @@ class Turn:
         return f"stalled: no token for {spec.stall_timeout_ms:.0f} ms"
 
     def _cancel_attempt(
-        self, out: list[Action], attempt: _Attempt, now: float, reason: str
+        self,
+        out: list[Action],
+        attempt: _Attempt,
+        now: float,
+        reason: str,
+        *,
+        timed_out: bool = False,
     ) -> None:
         if not attempt.live:
             return
         attempt.live = False
         attempt.ended = now
         attempt.end_reason = reason
-        out.append(CancelTier(attempt.id, reason))
+        out.append(CancelTier(attempt.id, reason, timed_out))
 
     def _scores(self, attempt: _Attempt) -> Scores:
         conf = attempt.monitor.confidence()

@@ -123,19 +123,34 @@ async def test_output_for_unknown_call(server: RealtimeServer) -> None:
         await still_works(c)
 
 
-async def test_audio_events_refused_clearly(server: RealtimeServer) -> None:
+async def test_bad_audio_events_refused_clearly(server: RealtimeServer) -> None:
     async with raw(server) as c:
-        for frame in (
-            {"type": "input_audio_buffer.append", "audio": "AAAA", "event_id": "a1"},
-            {"type": "input_audio_buffer.commit", "event_id": "a1"},
-            {"type": "input_audio_buffer.clear", "event_id": "a1"},
+        append = {"type": "input_audio_buffer.append", "event_id": "a1"}
+        for frame, code in (
+            (append | {"audio": "AAAA"}, "invalid_audio"),  # 3 bytes: not PCM16
+            (append | {"audio": "**"}, "invalid_audio"),  # not base64
+            (
+                {"type": "input_audio_buffer.commit", "event_id": "a1"},
+                "input_audio_buffer_commit_empty",
+            ),
         ):
             error = await expect_error(c, frame)
-            assert (error["code"], error["event_id"]) == ("audio_not_supported", "a1")
+            assert (error["code"], error["event_id"]) == (code, "a1")
         error = await expect_error(
-            c, {"type": "session.update", "session": {"output_modalities": ["audio"]}}
+            c, {"type": "session.update", "session": {"output_modalities": ["video"]}}
         )
-        assert error["code"] == "unsupported_modality"
+        assert error["param"] == "session.output_modalities[0]"
+        error = await expect_error(
+            c,
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 4000}}}},
+            },
+        )
+        assert (error["code"], error["param"]) == (
+            "invalid_value",
+            "session.audio.input.format.rate",
+        )
         await still_works(c)
 
 

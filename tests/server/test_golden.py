@@ -89,7 +89,7 @@ SCENARIOS: dict[str, list[Step]] = {
             },
             "error",
         ),
-        ({"type": "input_audio_buffer.append", "event_id": "e5", "audio": ""}, "error"),
+        ({"type": "input_audio_buffer.commit", "event_id": "e5"}, "error"),
         ({"type": "conversation.item.delete", "event_id": "e6", "item_id": "item_x"}, "error"),
     ],
 }
