@@ -11,7 +11,7 @@ Rules:
 1. Text is spoken in the order released. Pieces are joined into phrases before synthesis: a
    phrase ends at punctuation (``. , ; : ! ?`` then a space or the end), at ``MAX_CHARS`` (at
    a word boundary), or when the item closes; the response's first phrase may also end after
-   ``FIRST_WORDS`` whole words, so a tier that releases word by word starts speaking at once.
+   ``FIRST_WORDS`` whole words, so a tier that releases token by token starts speaking at once.
 2. A phrase's ``response.output_audio_transcript.delta`` goes out just before its first audio,
    so the transcript sent is always the text whose audio was sent (:attr:`ItemAudio.spoken`).
 3. :meth:`SpeechTrack.cancel` (barge-in) drops every phrase not yet spoken and stops the one

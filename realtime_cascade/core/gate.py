@@ -7,8 +7,9 @@ Rules:
 3. A piece longer than ``max_phrase_chars``, or held longer than ``max_hold_ms``, is released
    at its last word boundary, never inside a word.
 4. On handoff the pending tail is dropped; the next tier continues after the released text.
-5. Eager mode (the last tier allowed: no monitor verdict can change anything) releases every
-   complete word at once; holding it back would only add latency.
+5. Eager mode (the last tier allowed: no monitor verdict can change anything) releases each
+   token as it comes; holding it back would only add latency. A piece may then end inside a
+   word: text deltas concatenate, and the speech track cuts its own phrases at word boundaries.
 
 The gate itself never decides *whether* text may go out: the cascade freezes it while the
 monitor is in doubt and calls :meth:`take` otherwise.
@@ -67,7 +68,7 @@ class SpeechGate:
     def take(self, now: float, *, final: bool = False, eager: bool = False) -> str:
         """Cut the longest releasable piece off the pending text (``""`` if none).
 
-        ``eager``: release every complete word now (for a tier nobody can overrule).
+        ``eager``: release everything now, token by token (for a tier nobody can overrule).
         """
         pending = self._pending
         if not pending:
@@ -75,9 +76,7 @@ class SpeechGate:
         if final:
             cut = len(pending)
         else:
-            cut = self._phrase_cut()
-            if eager:
-                cut = max(cut, self._word_cut())
+            cut = len(pending) if eager else self._phrase_cut()
             if cut == 0:
                 deadline = self.hold_deadline()
                 too_long = len(pending) > self._params.max_phrase_chars

@@ -70,7 +70,7 @@ class GateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_phrase_chars: int = 160  # longer than this: release at the last word boundary
     lookahead_tokens: int = 1  # tokens scored after a phrase's end before it is released
     max_hold_ms: float = 500.0  # text held this long is released at a word boundary
-    eager_last_tier: bool = True  # the strongest allowed tier releases word by word
+    eager_last_tier: bool = True  # the strongest allowed tier releases token by token
 
 
 class BudgetParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

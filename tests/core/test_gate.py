@@ -53,13 +53,16 @@ def test_max_phrase_chars_forces_a_word_cut() -> None:
     assert gate.pending == " four"
 
 
-def test_eager_releases_complete_words() -> None:
+def test_eager_releases_every_token_at_once() -> None:
     gate = SpeechGate(GateParams())
     gate.push(" Your", 0.0)
-    gate.push(" flight", 0.0)
     assert gate.take(0.0, eager=True) == "Your"
-    assert gate.take(0.0, final=True) == " flight"
-    assert gate.released == "Your flight"
+    gate.push(" Thurs", 0.0)
+    assert gate.take(0.0, eager=True) == " Thurs"
+    gate.push("day", 0.0)
+    assert gate.take(0.0, eager=True) == "day"
+    assert gate.released == "Your Thursday"
+    assert gate.pending == ""
 
 
 def test_drop_pending_keeps_released() -> None:

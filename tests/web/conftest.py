@@ -58,7 +58,9 @@ def live_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{srv.port}/"
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is open, and tests run after tests/web (anyio.run) must not find one.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
