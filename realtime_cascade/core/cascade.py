@@ -374,7 +374,8 @@ class Turn:
         logprob: float | None,
         now: float,
     ) -> list[Action]:
-        """A piece of a tool call; buffered until the attempt ends and is verified."""
+        """A piece of a tool call: scored like a token, buffered until the attempt ends and is
+        verified, then released whole."""
         attempt = self._live_attempt(attempt_id)
         if attempt is None:
             return []
@@ -390,7 +391,14 @@ class Turn:
             call.name = name
         if arguments:
             call.arguments.append(arguments)
-        self._check_budget(out, now)
+        if attempt is self._active:
+            # the monitor watches tool arguments as they stream too: an unsure call is cut
+            # mid-stream, not only judged (and paid for) once it has been written out whole.
+            # No hedging here: nothing is being spoken, so there is no release to protect,
+            # and the call is judged whole at its end anyway.
+            self._judge(out, attempt, now, hedge=False)
+        if not self.done:
+            self._check_budget(out, now)
         return out
 
     def tier_finished(
@@ -563,7 +571,9 @@ class Turn:
             f"start on {self._tiers[first].name}",
         )
 
-    def _judge(self, out: list[Action], attempt: _Attempt, now: float) -> None:
+    def _judge(
+        self, out: list[Action], attempt: _Attempt, now: float, *, hedge: bool = True
+    ) -> None:
         """The monitor's look at the active attempt after a token."""
         if self._no_escalation or not attempt.monitor.ready or self._stronger(attempt.tier) is None:
             return
@@ -578,7 +588,7 @@ class Turn:
             )
             self._escalate(out, now, "confidence", reason, forced=False)
         elif p < policy.hedge_below:
-            if self._doubt_until is None and self._hedge is None:
+            if hedge and self._doubt_until is None and self._hedge is None:
                 self._enter_doubt(out, attempt, now, p)
         elif self._doubt_until is not None or self._hedge is not None:
             reason = f"confidence recovered to {p:.2f} >= {policy.hedge_below:.2f}"

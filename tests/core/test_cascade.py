@@ -320,3 +320,30 @@ def test_cancel_tier_is_emitted_before_the_replacement_starts() -> None:
     assert kinds[i_cancel + 1] == "StartTier"
     assert isinstance(run.actions[0][1], Decision)
     assert all(isinstance(a, Release) or True for _, a in run.actions)
+
+
+def test_unsure_tool_arguments_are_preempted_midstream() -> None:
+    args = ['{"date"', ': "', "2026", "-02", "-30", '", "party"', ": 2", "}"]
+    unsure = [
+        Step(
+            0.05,
+            tool=(0, "c1" if i == 0 else None, "create_booking" if i == 0 else None, a),
+            logprob=-3.0,
+        )
+        for i, a in enumerate(args)
+    ]
+    good = TierScript(
+        [Step(0.3, tool=(0, "c2", "create_booking", '{"date": "2026-03-02", "party": 2}'))],
+        end="tool_calls",
+    )
+    t = turn()
+    run = drive(t, [TierScript(unsure, end="tool_calls"), good])
+    pre = next(
+        a.record for _, a in run.actions if isinstance(a, Decision) and a.record.kind == "preempt"
+    )
+    assert pre.cause == "confidence"
+    # cut while the arguments were still streaming, not at the end of the call
+    assert t.trace().attempts[0].output_tokens < len(args)
+    assert run.of(ReleaseToolCall) == [
+        ReleaseToolCall("c2", "create_booking", '{"date": "2026-03-02", "party": 2}', 1)
+    ]
