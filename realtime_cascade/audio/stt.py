@@ -27,6 +27,7 @@ import atexit
 import concurrent.futures as cf
 import io
 import multiprocessing
+import warnings
 import wave
 from typing import Annotated, Any, Protocol
 
@@ -77,6 +78,7 @@ class PocketsphinxConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
 # In each worker process: its decoders, loaded on first use, by their options.
 _DECODERS: dict[tuple[tuple[str, Any], ...], Any] = {}
+_INITIAL_CMN: dict[tuple[tuple[str, Any], ...], str] = {}  # each decoder's CMN when loaded
 
 _Options = tuple[tuple[str, Any], ...]
 _Outcome = tuple[str, str]  # ("ok", text) or (error code, message): exceptions stay here
@@ -88,6 +90,7 @@ def _decoder(options: _Options) -> Any:
         from pocketsphinx import Decoder  # type: ignore[import-untyped]
 
         decoder = _DECODERS[options] = Decoder(**dict(options))
+        _INITIAL_CMN[options] = decoder.get_cmn()
     return decoder
 
 
@@ -111,6 +114,18 @@ def _decode_in_worker(options: _Options, dither: float, samples: Samples) -> _Ou
         audio = np.clip(audio + np.rint(noise), -32768, 32767).astype(np.int16)
     decoder = _decoder(options)
     try:
+        # A worker serves every session, so a transcript must depend on its audio alone, not
+        # on what the decoder heard before (and so on which worker got the job). start_utt()
+        # does not reset the front end's noise-removal estimate (the model's remove_noise),
+        # start_stream() does: without it, the request as VAD commits it came back "u have a
+        # table…" when the same worker had decoded an utterance before it (as happens, under
+        # load, when two sessions' turns land on one worker). The binding calls start_stream()
+        # deprecated and unnecessary: it is neither here. The CMN is reset too, for models with
+        # live CMN (this one's is batch: computed afresh for each whole utterance).
+        decoder.set_cmn(_INITIAL_CMN[options])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoder.start_stream()
         decoder.start_utt()
         decoder.process_raw(to_bytes(audio), full_utt=True)
         decoder.end_utt()

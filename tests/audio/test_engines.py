@@ -19,6 +19,7 @@ from realtime_cascade.audio.pcm import RATE, resample, to_bytes
 from realtime_cascade.audio.stt import (
     OpenAITranscriber,
     OpenAITranscriptionConfig,
+    PocketsphinxConfig,
     PocketsphinxTranscriber,
     TranscriptionError,
 )
@@ -29,7 +30,7 @@ from realtime_cascade.audio.tts import (
     SpeechError,
 )
 
-from .speech import REQUEST, speak
+from .speech import BARGE_IN, REQUEST, speak
 
 pytestmark = pytest.mark.anyio
 
@@ -62,6 +63,22 @@ async def test_pocketsphinx_transcribes_espeak() -> None:
     with pytest.raises(TranscriptionError) as info:
         await stt.transcribe(speak(REQUEST), language="fr")
     assert info.value.code == "unsupported_language"
+
+
+async def test_pocketsphinx_transcript_depends_on_the_audio_alone() -> None:
+    # One worker, so every decode reuses its decoder, as two sessions' turns do when the pool
+    # hands both to one worker (which, under load, it does). The request as server VAD commits
+    # it (the tail silence cut to 500 ms) came back "u have a table…" when the worker had
+    # decoded it before: the decoder's noise estimate carried over from one utterance to the next.
+    stt = PocketsphinxTranscriber(PocketsphinxConfig(decoders=1))
+    request = speak(REQUEST)[: 2900 * RATE // 1000]
+    try:
+        heard = [await stt.transcribe(audio) for audio in (request, request, speak(BARGE_IN))]
+        heard.append(await stt.transcribe(request))
+    finally:
+        await stt.aclose()
+    expected = "do you have a table for two tomorrow evening"
+    assert heard == [expected, expected, heard[2], expected]
 
 
 # --- an OpenAI-compatible endpoint, served locally -----------------------------------------------
