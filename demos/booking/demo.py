@@ -49,6 +49,8 @@ class TurnReport(msgspec.Struct, frozen=True):
     escalated: bool
     success: bool
     problems: tuple[str, ...]
+    hedges: int = 0  # strong tiers started speculatively (in any step)
+    hedges_promoted: int = 0  # of which took over
 
 
 class PolicySummary(msgspec.Struct, frozen=True):
@@ -60,6 +62,8 @@ class PolicySummary(msgspec.Struct, frozen=True):
     easy_success_rate: float
     first_text_ms_p50: float | None
     steps_per_turn: float
+    hedges: int = 0
+    hedges_promoted: int = 0
 
 
 def step_path(trace: TurnTrace) -> str:
@@ -71,7 +75,7 @@ def step_path(trace: TurnTrace) -> str:
 def step_reasons(trace: TurnTrace) -> list[str]:
     out = []
     for d in trace.decisions:
-        if d.kind in ("preempt", "fallback", "refuse", "stop") or (
+        if d.kind in ("preempt", "hedge", "hedge_cancel", "fallback", "refuse", "stop") or (
             d.kind == "route" and d.tier > 0 and d.cause != "policy"
         ):
             out.append(f"{d.kind} ({d.cause}): {d.reason}")
@@ -100,6 +104,8 @@ def report(
         escalated=result.escalated,
         success=not problems,
         problems=tuple(problems),
+        hedges=sum(d.kind == "hedge" for s in result.steps for d in s.decisions),
+        hedges_promoted=sum(a.speculative and a.promoted for s in result.steps for a in s.attempts),
     )
 
 
@@ -234,6 +240,8 @@ def summarize(reports: Sequence[TurnReport]) -> PolicySummary:
         easy_success_rate=rate(easy),
         first_text_ms_p50=None if p50 is None else round(p50, 1),
         steps_per_turn=round(sum(len(r.tier_path) for r in reports) / n, 2) if n else 0.0,
+        hedges=sum(r.hedges for r in reports),
+        hedges_promoted=sum(r.hedges_promoted for r in reports),
     )
 
 

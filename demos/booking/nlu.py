@@ -134,9 +134,12 @@ class Frame:
         )
 
 
+BASE_DIFFICULTY = 0.15  # a plain request: one intent, no constraints, conditions or arithmetic
+
+
 def difficulty(frame: Frame) -> float:
     """How hard the request is, in [0, 1] (compared with a tier's ``skill``)."""
-    d = 0.15 + 0.2 * frame.constraints
+    d = BASE_DIFFICULTY + 0.2 * frame.constraints
     d += 0.4 if len(frame.intents) > 1 or len(frame.booking_ids) > 1 else 0.0
     d += 0.4 if frame.fallback_later or frame.fallback_restaurant else 0.0
     d += 0.3 if frame.shift_days is not None else 0.0

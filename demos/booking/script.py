@@ -11,9 +11,16 @@ The model of difficulty (see the README): a request has a :func:`~demos.booking.
 - A tier whose skill is below the difficulty reads a *degraded* frame (first intent only, no
   constraints or conditions, one edit, dates counted from today). Where that makes it act
   differently from a tier that understood, it is **unsure** (low logprobs): the monitor's cue.
+- A tier *just* beyond its depth (by :data:`DOUBT_MARGIN` or less) senses what it misses: the
+  key detail of what it says it will do is in **doubt** (moderately low logprobs), right or
+  wrong — the monitor hedges there, and the words or the call that follow settle it.
 - No light tier checks the domain's rules. Breaking one is a confident mistake (high
   logprobs) that only the verifier catches — a booking on a full slot, a change to a basic
   fare, "April 31".
+
+What a tier says in a step: the first step of a request opens with a short acknowledgement
+(before a call) or an opening (before an answer); a request with parts also says what its first
+call will do (:func:`narration`). Later tool steps call without words; the reply reports.
 """
 
 from __future__ import annotations
@@ -39,10 +46,20 @@ from .domain import (
     say_date,
     seed_catalog,
 )
-from .nlu import Frame, difficulty, parse
+from .nlu import BASE_DIFFICULTY, Frame, difficulty, parse
 
 Result = Mapping[str, Any]
+# A request this far beyond a tier's skill or less is "just beyond" it: the tier senses what it
+# misses and is in doubt about its words, where one further beyond is not.
+DOUBT_MARGIN = 0.2
 _OPENINGS = ("Let me check.", "One moment.", "Sure, let me look.", "Alright, let me see.")
+# Before a first tool call: confident, and true whatever the tools answer (no promise of a result)
+_ACKS = (
+    "Let me check that.",
+    "One moment, I'll find out.",
+    "Sure, let me look that up.",
+    "Okay, I'm on it.",
+)
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,76 @@ def answer_question(frame: Frame, ctx: Context) -> str:
             return f"It's on {say_date(b['date'])}."
         case _:
             return f"Yes, {b['booking_id']} is {b['status']}."
+
+
+# --- what a tier says while it works ------------------------------------------------------
+
+
+def _day(iso: object) -> str:
+    """How a date in a call is said, even one that does not exist ("April 31")."""
+    try:
+        return say_date(str(iso))
+    except ValueError:
+        y, m, d = (int(x) for x in str(iso).split("-"))
+        return f"{dt.date(y, m, 1):%B} {d}"
+
+
+def _window(a: Mapping[str, object]) -> str:
+    start, end, at = a.get("time_from"), a.get("time_to"), a.get("time")
+    if at:
+        return f" at {at}"
+    if start and end:
+        return f" between {start} and {end}"
+    if start:
+        return f" after {start}"
+    if end:
+        return f" before {end}"
+    return ""
+
+
+def _changes(a: Mapping[str, object]) -> list[str]:
+    parts = [f"to flight {a['flight']}"] if a.get("flight") else []
+    if a.get("date"):
+        parts.append(f"{'on' if parts else 'to'} {_day(a['date'])}")
+    if a.get("time"):
+        parts.append(f"{'at' if parts else 'to'} {a['time']}")
+    if a.get("party_size"):
+        parts.append(f"for {a['party_size']} people")
+    if a.get("fare_class"):
+        parts.append(f"in {a['fare_class']}")
+    return parts
+
+
+def narration(call: Call) -> tuple[str, str, str]:
+    """What a tier says of the call it is about to make: a plain lead, the key detail the
+    request decides (what a tier just beyond its depth is in doubt about) and the rest, which
+    is never shorter than a word and a full stop. Bookings and changes are only tried ("I'll
+    see if I can"): the verifier or the booking system may still refuse them."""
+    a = call.args
+    match call.name:
+        case "lookup_booking":
+            return "I'll pull up booking", f" {a.get('booking_id')}", " first."
+        case "cancel_booking":
+            return "I'll go ahead and cancel", f" {a.get('booking_id')}", " for you."
+        case "search_availability" if a.get("kind") == "flight":
+            route = f" from {a['origin']} to {a['destination']}" if a.get("origin") else ""
+            lead = f"I'll go through the flights{route}"
+            return lead, f" on {_day(a.get('date'))}", f"{_window(a)} first."
+        case "search_availability":
+            party = a.get("party_size", 2)
+            place = a.get("restaurant")
+            lead = f"I'll see what {place} has for {party}" if place else f"I'll look for {party}"
+            return lead, f" on {_day(a.get('date'))}", f"{_window(a)} first."
+        case "create_booking" if a.get("kind") == "flight":
+            lead = "I'll see if I can get you on"
+            return lead, f" flight {a.get('flight')}", f" in {a.get('fare_class')}."
+        case "create_booking":
+            lead = f"I'll see if I can book {a.get('restaurant')}"
+            return lead, f" at {a.get('time')}", f" for {a.get('party_size')}."
+        case _:
+            first, *more = _changes(a) or ["as you asked"]
+            rest = "".join(f" {p}" for p in more) if more else " for you"
+            return f"I'll see if I can move {a.get('booking_id')}", f" {first}", rest + "."
 
 
 # --- the planner --------------------------------------------------------------------------
@@ -617,9 +704,18 @@ def _did_work(messages: Sequence[Message]) -> bool:
     )
 
 
-def _opening(text: str) -> str:
+def _pick(options: Sequence[str], text: str) -> str:
+    """One of ``options``, the same for every tier that reads ``text``."""
     h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=2).digest(), "big")
-    return _OPENINGS[h % len(_OPENINGS)]
+    return options[h % len(options)]
+
+
+def _opening(text: str) -> str:
+    return _pick(_OPENINGS, text)
+
+
+def _ack(text: str) -> str:
+    return _pick(_ACKS, text)
 
 
 class BookingScript:
@@ -644,6 +740,7 @@ class BookingScript:
             mine = next_action(
                 messages, frame.degraded() if beyond else frame, self._catalog, rules=False
             )
+        margin = difficulty(frame) - skill
         sure: Sureness = "unsure" if beyond and mine != strong else "sure"
         first_step = messages and messages[-1].role == "user"
         opening = (Segment(_opening(text)),) if first_step else ()
@@ -651,9 +748,21 @@ class BookingScript:
             if not request.tools:
                 return Reply((*opening, Segment(" I can't reach the booking system right now.")))
             args = msgspec.json.encode(dict(mine.args)).decode()
-            # No words before a call: text left pending while only call tokens stream would
-            # sit in the speech gate until the tier ends (fillers cover the wait instead).
-            return Reply((), (ScriptedCall(mine.name, args, sure),))
+            words: tuple[Segment, ...] = ()
+            if first_step:
+                # acknowledge before the first call, so the listener hears something long
+                # before the tool round trip ends; the trailing space is the token after the
+                # phrase that lets the speech gate release it while only call tokens follow
+                words = (Segment(_ack(text) + " "),)
+                if difficulty(frame) > BASE_DIFFICULTY:
+                    # a request with parts: say what comes first. Where the call is wrong, so
+                    # are the words about it, and the monitor must stop them before the phrase
+                    # is out: the rest (three tokens at least, with the trailing space) is as
+                    # unsure as the call.
+                    lead, key, rest = narration(mine)
+                    key_sure: Sureness = "doubt" if 0 < margin <= DOUBT_MARGIN else sure
+                    words += (Segment(lead), Segment(key, key_sure), Segment(rest + " ", sure))
+            return Reply(words, (ScriptedCall(mine.name, args, sure),))
         body = (" " if opening else "") + mine.text
         return Reply((*opening, Segment(body, sure)))
 

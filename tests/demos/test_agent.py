@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import anyio
+import msgspec
 
 from demos.booking.agent import (
     BUDGET_SENTENCE,
     Agent,
     AgentLimits,
     Policy,
+    TurnLog,
     TurnResult,
     session_profile,
 )
 from demos.booking.demo import CONFIG, PROFILE
 from demos.booking.domain import Store
+from demos.booking.script import _ACKS
+from demos.booking.wsagent import WsAgent
 from realtime_cascade import config
+from realtime_cascade.server import RealtimeServer
 
 STRONG = Policy("strong-only", 1, 1)
+CFG = config.load(CONFIG)
+TWO_CANCELS = "Cancel R-1001 and also cancel F-2003, and tell me what I get back."
 
 
 def play(text: str, limits: AgentLimits, policy: Policy = STRONG) -> tuple[TurnResult, Store]:
     async def main() -> tuple[TurnResult, Store]:
-        base = config.build_profile(config.load(CONFIG), PROFILE)
+        base = config.build_profile(CFG, PROFILE)
         store = Store()
         agent = Agent(session_profile(base, store), store, limits=limits, policy=policy)
         return await agent.turn(text), store
@@ -30,17 +37,46 @@ def play(text: str, limits: AgentLimits, policy: Policy = STRONG) -> tuple[TurnR
 
 
 def test_tool_steps_execute_and_the_reply_reports_them() -> None:
-    result, store = play("Cancel R-1001 and also cancel F-2003, and tell me what I get back.",
-                         AgentLimits())
+    result, store = play(TWO_CANCELS, AgentLimits())
     assert [t.name for t in result.tools] == ["cancel_booking", "cancel_booking"]
     assert len(result.steps) == 3  # two calls, then the reply
     assert "$189" in result.text and not result.decisions
     assert store.get("F-2003").status == "cancelled"
+    # the first step says something before its call: heard long before a filler would be due
+    ack, narration, _ = result.text.split(". ", 2)
+    assert ack + "." in _ACKS and narration == "I'll go ahead and cancel R-1001 for you"
+    first_text_ms = CFG.profiles[PROFILE].budgets.first_text_ms
+    assert result.first_text_ms is not None and result.first_text_ms < first_text_ms
+    assert result.fillers == ()
+
+
+def test_once_something_was_heard_the_later_steps_run_without_fillers() -> None:
+    # a strong tier so slow that every step outlasts first_text_ms: fillers cover the wait for
+    # the acknowledgement, and none follows it in the silent tool step or before the reply
+    profile = CFG.profiles[PROFILE]
+    light, strong = profile.tiers
+    provider = msgspec.structs.replace(strong.provider, ttft_ms=3000.0)
+    slow = msgspec.structs.replace(strong, provider=provider, ttft_timeout_ms=20000.0)
+    profile = msgspec.structs.replace(profile, tiers=(light, slow))
+    cfg = msgspec.structs.replace(CFG, profiles={**CFG.profiles, PROFILE: profile})
+
+    async def main() -> TurnResult:
+        base = config.build_profile(cfg, PROFILE)
+        store = Store()
+        agent = Agent(session_profile(base, store), store, policy=STRONG)
+        return await agent.turn(TWO_CANCELS)
+
+    result = anyio.run(main)
+    first_text_ms = profile.budgets.first_text_ms
+    assert result.steps[0].fillers and result.first_text_ms is not None
+    assert result.first_text_ms > first_text_ms
+    assert all(s.end_ms > first_text_ms for s in result.steps)
+    assert all(not s.fillers for s in result.steps[1:])
+    assert len(result.fillers) == len(result.steps[0].fillers)
 
 
 def test_max_tool_calls_is_a_traced_decision_and_a_sentence() -> None:
-    result, store = play("Cancel R-1001 and also cancel F-2003, and tell me what I get back.",
-                         AgentLimits(max_tool_calls=1))
+    result, store = play(TWO_CANCELS, AgentLimits(max_tool_calls=1))
     (decision,) = result.decisions
     assert decision.kind == "tool_cap"
     assert "max_tool_calls 1" in decision.reason and "cancel_booking" in decision.reason
@@ -54,3 +90,45 @@ def test_session_budget_is_a_traced_decision_and_a_sentence() -> None:
     assert [d.kind for d in result.decisions] == ["session_budget"]
     assert result.text.endswith(BUDGET_SENTENCE)
     assert result.cost_usd <= 0.0001
+
+
+def test_steps_are_heard_apart() -> None:
+    async def main() -> TurnLog:
+        log = TurnLog(None)
+        log.hear("Let me check that.")  # a step whose trailing space never came out
+        log.new_step()
+        log.hear("I've cancelled R-1001.")
+        log.hear(" The refund is $0.")
+        log.new_step()
+        log.hear(" Anything else?")
+        return log
+
+    log = anyio.run(main)
+    assert "".join(log.heard) == (
+        "Let me check that. I've cancelled R-1001. The refund is $0. Anything else?"
+    )
+
+
+def test_over_websocket_the_cap_runs_none_of_the_step_and_the_session_goes_on() -> None:
+    async def main() -> tuple[TurnResult, TurnResult, Store]:
+        store = Store()
+        async with RealtimeServer(CFG, host="127.0.0.1", port=0) as server:
+            from websockets.asyncio.client import connect
+
+            async with connect(server.url(PROFILE), max_size=None) as ws:
+                agent = WsAgent(ws, store, limits=AgentLimits(max_tool_calls=1), policy=STRONG)
+                await agent.open()
+                capped = await agent.turn(TWO_CANCELS)
+                after = await agent.turn("Is R-1003 still confirmed?")
+        return capped, after, store
+
+    capped, after, store = anyio.run(main)
+    (decision,) = capped.decisions
+    assert decision.kind == "tool_cap" and "cancel_booking" in decision.reason
+    assert [t.name for t in capped.tools] == ["cancel_booking"]
+    assert "one step at a time" in capped.text and "already done stands" in capped.text
+    assert store.get("R-1001").status == "cancelled"
+    assert store.get("F-2003").status == "confirmed"
+    # the call the cap stopped got an output, so the server's conversation stays well formed
+    assert not after.decisions and "confirmed" in after.text
+    assert msgspec.json.decode(after.tools[0].arguments) == {"booking_id": "R-1003"}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import anyio
 
-from demos.booking.demo import TurnReport, play_all, summarize, summary_json
+from demos.booking.demo import CONFIG, PROFILE, TurnReport, play_all, summarize, summary_json
 from demos.booking.scenarios import SUITE
+from realtime_cascade import config
 
 
 def test_suite_shape() -> None:
@@ -25,6 +26,13 @@ def test_acceptance_ratios() -> None:
     # the cascade earns its keep: the light tier alone fails the hard turns
     assert light.hard_success_rate < 0.6 <= cascade.hard_success_rate
     assert 0.15 <= cascade.escalation_rate <= 0.6
+    # every tool step opens with words: the listener hears something before a filler is due
+    budget = config.load(CONFIG).profiles[PROFILE].budgets.first_text_ms
+    for s in (cascade, light, strong):
+        assert s.first_text_ms_p50 is not None and s.first_text_ms_p50 < budget
+    # requests just beyond the light tier hedge: some recover, some hand over to the hedge
+    assert 0 < cascade.hedges_promoted < cascade.hedges, summary_json(runs)
+    assert light.hedges == strong.hedges == 0
 
 
 def test_conversations_over_websocket_match_in_process() -> None:
