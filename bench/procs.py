@@ -228,9 +228,11 @@ def server_config(
 def upstream_argv(
     port: int, tiers: Sequence[tuple[str, dict[str, Any]]], clock: str = "absolute"
 ) -> list[str]:
-    """``bench.upstream`` (absolute clock) or the stock sim-upstream (``relative``)."""
-    module = "bench.upstream" if clock == "absolute" else "realtime_cascade.providers.sim_upstream"
-    argv = [sys.executable, "-m", module, "--port", str(port)]
+    """``realtime-cascade sim-upstream`` serving ``tiers``, keeping ``clock`` time
+    (``absolute``: each token due at the stream's start plus its offset; ``relative``: one
+    sleep per gap, lateness accumulating)."""
+    module = "realtime_cascade.providers.sim_upstream"
+    argv = [sys.executable, "-m", module, "--port", str(port), "--clock", clock]
     for name, fields in tiers:
         spec = ",".join([f"name={name}", *(f"{k}={v}" for k, v in fields.items())])
         argv += ["--profile", spec]

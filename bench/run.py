@@ -291,19 +291,15 @@ async def inprocess_services(
     process's (client included)."""
     import anyio
 
-    from realtime_cascade.providers import sim_upstream
     from realtime_cascade.providers.sim_upstream import SimUpstream
     from realtime_cascade.server import RealtimeServer
 
     from .bare import load_tier, serve_bare
-    from .upstream import absolute_schedule
 
     fields = dict(procs.sim_tiers(mix.config_path, mix.profile))
-    stock = sim_upstream.schedule  # type: ignore[attr-defined]
-    if clock == "absolute":
-        sim_upstream.schedule = absolute_schedule  # type: ignore[attr-defined]
     upstream = SimUpstream(
-        {name: SimProfile(**{k: v for k, v in f.items()}) for name, f in fields.items()}
+        {name: SimProfile(**{k: v for k, v in f.items()}) for name, f in fields.items()},
+        clock="relative" if clock == "relative" else "absolute",
     )
     async with anyio.create_task_group() as tg:
         port = await tg.start(upstream.serve, "127.0.0.1", 0)
@@ -321,7 +317,6 @@ async def inprocess_services(
                 url, bare_url = server.url(mix.profile), f"ws://127.0.0.1:{bare_port}/"
                 yield Services(url, bare_url, probe, probe)
         finally:
-            sim_upstream.schedule = stock  # type: ignore[attr-defined]
             tg.cancel_scope.cancel()
 
 

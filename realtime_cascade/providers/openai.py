@@ -1,18 +1,29 @@
 """A tier on any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, …).
 
-Requests go through the ``openai`` package (auth, base URL, request building, HTTP status
-errors), but the streamed body does not: the SDK builds a pydantic model per SSE chunk, which
-costs several times what the cascade's whole per-token budget allows (see
-``bench/decode_cost.py``). We take the SDK's raw streaming response and decode each SSE
-``data:`` line with one long-lived ``msgspec`` decoder into the few fields we use
-(:class:`ChatStreamDecoder`, sans-I/O: bytes in, :class:`~.base.Chunk` s out).
+The ``openai`` package is the client (its base URL, API-key auth and headers, timeout, HTTP
+status errors, its ``httpx2`` connection pool), but neither direction of the hot path goes
+through its per-request machinery:
+
+- the request: ``chat.completions.create`` runs every body through the SDK's recursive
+  TypedDict transform and its generic request path (pydantic option models, header merging,
+  URL parsing): 0.5 ms a request with 2 messages, 2.6 ms with 18, measured at ~45% of the
+  server's CPU under load. We encode the body ourselves with one long-lived ``msgspec``
+  encoder (:meth:`OpenAIProvider.request_body`: the same JSON the SDK would send, in the
+  same key order) and send it on the SDK's ``httpx2`` client with the SDK's own headers,
+  built once per provider (``python -m bench.request_cost`` compares the two);
+- the streamed body: the SDK builds a pydantic model per SSE chunk, which costs several times
+  what the cascade's whole per-token budget allows (``python -m bench.decode_cost``). We read
+  the raw bytes and decode each SSE ``data:`` line with one long-lived ``msgspec`` decoder
+  into the few fields we use (:class:`ChatStreamDecoder`, sans-I/O: bytes in,
+  :class:`~.base.Chunk` s out).
 
 Errors are translated at this boundary, in the manner of httpcore's ``map_exceptions``::
 
     openai.RateLimitError                         -> RateLimited (retry_after from the headers)
     openai.APIStatusError                         -> UpstreamStatus
     openai.APITimeoutError, httpx2 timeouts       -> UpstreamTimeout
-    openai.APIConnectionError, httpx2 read errors,
+    openai.APIConnectionError, httpx2 request and
+      read errors (too many redirects included),
       an incomplete chunked body, EOF before the
       reply finished                              -> ConnectionLost
     an undecodable chunk, a wrong content type    -> MalformedStream
@@ -31,22 +42,18 @@ import os
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Literal
 
 import anyio
 import httpx2
 import msgspec
 import openai
-from openai.types.chat import (
-    ChatCompletionMessageParam,
-    ChatCompletionToolChoiceOptionParam,
-    ChatCompletionToolUnionParam,
-)
 
 from .base import (
     Chunk,
     ConnectionLost,
     MalformedStream,
+    Message,
     ProviderError,
     RateLimited,
     TierRequest,
@@ -176,6 +183,9 @@ class _StreamChunk(msgspec.Struct, gc=False):
 
 # One decoder for every stream of the process: it holds no per-stream state.
 _CHUNK_DECODER = msgspec.json.Decoder(_StreamChunk)
+# And one encoder for every request body.
+_BODY_ENCODER = msgspec.json.Encoder()
+_INCLUDE_USAGE: dict[str, object] = {"include_usage": True}
 
 
 class _Redactor:
@@ -386,7 +396,7 @@ def _map_errors(name: str, redact: _Redactor) -> Iterator[None]:
         raise MalformedStream(f"{name}: undecodable response body: {redact(str(exc))}") from exc
     except (
         openai.APIConnectionError,
-        httpx2.TransportError,
+        httpx2.RequestError,  # transport errors, too many redirects (decoding: above)
         anyio.EndOfStream,
         anyio.BrokenResourceError,
         ssl.SSLError,
@@ -426,6 +436,11 @@ class OpenAIProvider:
                     '(set api_key_env = "" for an endpoint that needs no key)'
                 )
         self._redact = _Redactor(key)
+        # The SDK's own default client (its connection limits, redirects), unless one is given:
+        # requests are sent on it directly, so we keep the reference.
+        self._http = http_client or openai.DefaultAsyncHttpxClient(
+            base_url=config.base_url, timeout=config.timeout_s
+        )
         # max_retries=0: the cascade falls back to another tier rather than retrying blindly.
         self._client = openai.AsyncOpenAI(
             # The SDK insists on some key; a keyless local server ignores this placeholder.
@@ -433,74 +448,123 @@ class OpenAIProvider:
             base_url=config.base_url,
             timeout=config.timeout_s,
             max_retries=0,
-            http_client=http_client,
+            http_client=self._http,
+        )
+        base = self._client.base_url  # the SDK's: normalised to end in "/"
+        self._url = base.copy_with(raw_path=base.raw_path + b"chat/completions")
+        self._timeout = self._client.timeout
+        self._headers: dict[str, str] | None = None  # built on first use, in the event loop
+        # The request body's fixed parts.
+        self._logprobs = config.logprobs
+        self._prefix_flags: dict[str, object] = (
+            # vLLM's names (also SGLang's); the generation continues the last assistant message.
+            {"continue_final_message": True, "add_generation_prompt": False}
+            if config.prefix_mode == "assistant_prefix"
+            else {}
         )
 
-    def _messages(self, request: TierRequest) -> list[ChatCompletionMessageParam]:
-        messages: list[dict[str, Any]] = [msgspec.to_builtins(m) for m in request.messages]
-        if request.prefix:
-            if self.config.prefix_mode == "assistant_prefix":
-                messages.append({"role": "assistant", "content": request.prefix})
-            else:
-                messages.append(
-                    {"role": "system", "content": continuation_instruction(request.prefix)}
-                )
-        return cast(list[ChatCompletionMessageParam], messages)
+    def _request_headers(self) -> dict[str, str]:
+        """The headers the SDK would send with a chat completion (what ``create`` sends with
+        ``max_retries=0``): API-key auth, its defaults (content type, user agent, platform),
+        the retry count and read timeout. Fixed for a provider's life, so built once — in the
+        event loop, since ``X-Stainless-Async`` names the running async library."""
+        if self._headers is None:
+            client = self._client
+            headers = {**client.auth_headers}
+            for header, value in client.default_headers.items():
+                if isinstance(value, str):  # an Omit() leaves the header out
+                    headers[header] = value
+            headers["x-stainless-retry-count"] = "0"
+            timeout = self._timeout
+            read = timeout.read if isinstance(timeout, httpx2.Timeout) else timeout
+            if read is not None:
+                headers["x-stainless-read-timeout"] = str(read)
+            self._headers = headers
+        return self._headers
 
-    def _extra_body(self, request: TierRequest) -> dict[str, object]:
-        body: dict[str, object] = {}
-        if request.prefix and self.config.prefix_mode == "assistant_prefix":
-            # vLLM's names (also SGLang's); the generation continues the last assistant message.
-            body["continue_final_message"] = True
-            body["add_generation_prompt"] = False
-        body.update(self.config.extra_body)
-        return body
+    def request_body(self, request: TierRequest) -> bytes:
+        """The chat-completions request body: what ``chat.completions.create`` would send for
+        the same request (same fields, same key order), encoded by one msgspec encoder.
+
+        The continuation is the last message: the spoken prefix as an assistant message
+        (``assistant_prefix``, with vLLM's continuation flags) or the instruction as a system
+        message. ``extra_body`` is merged last, so it may override any field.
+        """
+        config = self.config
+        messages: list[Message] = list(request.messages)
+        prefix = request.prefix
+        if prefix:
+            if self._prefix_flags:
+                messages.append(Message("assistant", prefix))
+            else:
+                messages.append(Message("system", continuation_instruction(prefix)))
+        body: dict[str, object] = {"model": config.model, "stream": True, "messages": messages}
+        if self._logprobs:
+            body["logprobs"] = True
+        body["max_tokens"] = request.max_tokens
+        body["stream_options"] = _INCLUDE_USAGE
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+        if request.tools:
+            body["tools"] = request.tools
+        if self._logprobs:
+            # The tier's cap (config) and what the monitor asked for, whichever is smaller.
+            body["top_logprobs"] = max(0, min(config.top_logprobs, request.top_logprobs))
+        if prefix and self._prefix_flags:
+            body.update(self._prefix_flags)
+        if config.extra_body:
+            body.update(config.extra_body)
+        return _BODY_ENCODER.encode(body)
+
+    async def _open(self, request: TierRequest) -> httpx2.Response:
+        """Send the request; the streamed response once its status is a success (else the
+        SDK's status error, raised from its body as the SDK raises it)."""
+        http = self._http
+        sent = http.build_request(
+            "POST",
+            self._url,
+            content=self.request_body(request),
+            headers=self._request_headers(),
+            timeout=self._timeout,
+        )
+        response = await http.send(sent, stream=True)
+        if response.is_success:
+            return response
+        try:
+            await response.aread()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        raise self._client._make_status_error_from_response(response)
 
     # An AsyncGenerator (not just an iterator), so callers can ``aclosing()`` it.
     async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
-        config = self.config
-        want_logprobs = config.logprobs
-        # The tier's cap (config) and what the monitor asked for, whichever is smaller.
-        top = max(0, min(config.top_logprobs, request.top_logprobs))
-        tools = cast(list[ChatCompletionToolUnionParam], list(request.tools))
-        tool_choice = cast(ChatCompletionToolChoiceOptionParam, request.tool_choice)
         decoder = ChatStreamDecoder(self.name, self._redact)
         with _map_errors(self.name, self._redact):
-            async with self._client.chat.completions.with_streaming_response.create(
-                model=config.model,
-                messages=self._messages(request),
-                stream=True,
-                stream_options={"include_usage": True},
-                logprobs=True if want_logprobs else openai.omit,
-                top_logprobs=top if want_logprobs else openai.omit,
-                tools=tools if tools else openai.omit,
-                tool_choice=tool_choice if request.tool_choice is not None else openai.omit,
-                max_tokens=request.max_tokens,
-                extra_body=self._extra_body(request),
-            ) as response:
-                try:
-                    content_type = response.headers.get("content-type", "")
-                    if not content_type.lower().startswith("text/event-stream"):
-                        raise MalformedStream(
-                            f"{self.name}: expected an event stream, got content type "
-                            f"{self._redact(content_type)!r}"
-                        )
-                    async with contextlib.aclosing(response.http_response.aiter_bytes()) as body:
-                        async for piece in body:
-                            for chunk in decoder.feed(piece):
-                                yield chunk
-                            if decoder.done:
-                                break
-                        else:
-                            for chunk in decoder.end():
-                                yield chunk
-                            return
-                        await _drain(body)
-                finally:
-                    # Shielded: a cancelled consumer must still close the response, or the
-                    # upstream keeps generating tokens nobody reads (and bills for them).
-                    with anyio.CancelScope(shield=True):
-                        await response.close()
+            response = await self._open(request)
+            try:
+                content_type = response.headers.get("content-type", "")
+                if not content_type.lower().startswith("text/event-stream"):
+                    raise MalformedStream(
+                        f"{self.name}: expected an event stream, got content type "
+                        f"{self._redact(content_type)!r}"
+                    )
+                async with contextlib.aclosing(response.aiter_bytes()) as body:
+                    async for piece in body:
+                        for chunk in decoder.feed(piece):
+                            yield chunk
+                        if decoder.done:
+                            break
+                    else:
+                        for chunk in decoder.end():
+                            yield chunk
+                        return
+                    await _drain(body)
+            finally:
+                # Shielded: a cancelled consumer must still close the response, or the
+                # upstream keeps generating tokens nobody reads (and bills for them).
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -11,9 +11,12 @@ dependency): keep-alive, ``Content-Length`` request bodies, chunked SSE response
 
 ``model`` picks a profile by name. Text and timing come from :func:`~.sim.schedule`, so a
 client sees exactly what an in-process :class:`~.sim.SimProvider` would, token for token. A
-reply already begun is continued: a final assistant message with ``continue_final_message``
-(vLLM's assistant prefix) or the system message of
-:func:`~.openai.continuation_instruction`.
+stream keeps absolute time, as a model server generating on its own clock does: each token is
+due at the stream's start plus its scheduled offset, so a late wake-up or a slow send makes
+that token late, not every later one (``clock="relative"``, ``--clock relative``: one sleep per
+gap after each send, lateness accumulating along the stream). A reply already begun is
+continued: a final assistant message with ``continue_final_message`` (vLLM's assistant prefix)
+or the system message of :func:`~.openai.continuation_instruction`.
 
 Faults, per request (``"sim_fault"`` in the body, e.g. ``extra_body={"sim_fault": "status:429"}``)
 or for every request (constructor / ``--fault``); several are joined with commas:
@@ -63,6 +66,34 @@ _MAX_BODY = 8 * 1024 * 1024
 # Longer than any client pool's keep-alive expiry (httpx: 5 s), so the client, not us, ends
 # idle connections; closing first races a request the client may be sending.
 _IDLE_TIMEOUT_S = 120.0
+
+
+Clock = Literal["absolute", "relative"]
+
+
+class StreamClock:
+    """When a stream's next step is due (sans-I/O: the caller reads the clock and sleeps).
+
+    ``absolute``: step k is due at ``anchor + delay_0 + … + delay_k``, the anchor being the
+    first ``wait``; a late step is late on its own. ``relative``: each delay counts from the
+    previous step's send, so lateness accumulates.
+    """
+
+    __slots__ = ("_absolute", "_anchor", "_due")
+
+    def __init__(self, clock: Clock = "absolute") -> None:
+        self._absolute = clock == "absolute"
+        self._anchor: float | None = None
+        self._due = 0.0
+
+    def wait(self, delay: float, now: float) -> float:
+        """Seconds to sleep, at ``now``, before the step scheduled ``delay`` after the last."""
+        if not self._absolute:
+            return max(0.0, delay)
+        if self._anchor is None:
+            self._anchor = now
+        self._due += delay
+        return max(0.0, self._anchor + self._due - now)
 
 
 def default_profiles() -> dict[str, SimProfile]:
@@ -533,7 +564,8 @@ class SimUpstream:
 
     ``received`` holds the last requests (method, path, headers, JSON body) so tests can check
     what a client sent; ``open_streams`` counts SSE responses in flight, so tests can check that
-    a cancelled client really closed its stream.
+    a cancelled client really closed its stream. ``clock``: how a stream keeps time
+    (:class:`StreamClock`).
     """
 
     def __init__(
@@ -543,7 +575,11 @@ class SimUpstream:
         *,
         scripts: Mapping[str, Script] | None = None,
         history: int = 256,
+        clock: Clock = "absolute",
     ) -> None:
+        if clock not in ("absolute", "relative"):
+            raise ValueError(f"clock must be 'absolute' or 'relative', not {clock!r}")
+        self.clock: Clock = clock
         self.profiles = dict(profiles) if profiles is not None else default_profiles()
         self.fault = parse_fault(fault) if isinstance(fault, str) else fault
         self._scripts: dict[str, Script] = {**SCRIPTS, **(scripts or {})}
@@ -743,6 +779,10 @@ class SimUpstream:
             ("connection", "keep-alive" if keep else "close"),
             ("x-request-id", f"req_sim{uuid.uuid4().hex[:16]}"),
         ]
+        # The stream's clock starts as the request is answered (the time to first token counts
+        # from here).
+        clock = StreamClock(self.clock)
+        clock.wait(0.0, anyio.current_time())
         await conn.send(_head(200, headers))
         if fault.keepalive_ms is not None:
             # A server that only ever pings: inter-byte timeouts never fire, only the client's
@@ -757,14 +797,16 @@ class SimUpstream:
             if cut is not None and cut[0] == k:
                 return await self._cut(sock, conn, cut[1])
             delay = fault.ttft_ms / 1000.0 if k == 0 and fault.ttft_ms is not None else step.delay
-            if delay > 0:
-                await anyio.sleep(delay)
+            wait = clock.wait(delay, anyio.current_time())
+            if wait > 0:
+                await anyio.sleep(wait)
             await conn.send(reply.step_chunk(step))
         if cut is not None:
             return await self._cut(sock, conn, cut[1])
         delay = fault.ttft_ms / 1000.0 if not tokens and fault.ttft_ms is not None else final.delay
-        if delay > 0:
-            await anyio.sleep(delay)
+        wait = clock.wait(delay, anyio.current_time())
+        if wait > 0:
+            await anyio.sleep(wait)
         await conn.send(reply.finish_chunks(final) + _LAST_CHUNK)
         return keep
 
@@ -841,10 +883,11 @@ async def serve_sim_upstream(
     profiles: Mapping[str, SimProfile] | None = None,
     fault: Fault | str | None = None,
     *,
+    clock: Clock = "absolute",
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the sim tiers on ``host:port`` until cancelled; ``tg.start`` returns the port."""
-    await SimUpstream(profiles, fault).serve(host, port, task_status=task_status)
+    await SimUpstream(profiles, fault, clock=clock).serve(host, port, task_status=task_status)
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -910,13 +953,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "eof_after:K, malformed_after:K, error_after:K, keepalive[:MS], content_type "
         "(comma-separated)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["absolute", "relative"],
+        default="absolute",
+        help="absolute (default): each token due at the stream's start plus its scheduled "
+        "offset; relative: one sleep per gap after each send (lateness accumulates)",
+    )
 
 
 def run_sim_upstream(args: argparse.Namespace) -> int:
     try:
         profiles = dict(parse_profile(p) for p in args.profile) or default_profiles()
         fault = parse_fault(args.fault) if args.fault else None
-        upstream = SimUpstream(profiles, fault)
+        upstream = SimUpstream(profiles, fault, clock=args.clock)
     except (ValueError, ImportError, AttributeError) as exc:
         print(f"sim-upstream: {exc}", file=sys.stderr)
         return 2

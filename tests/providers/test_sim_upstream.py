@@ -14,11 +14,14 @@ import msgspec
 import openai
 import pytest
 
+from realtime_cascade.providers import sim_upstream
 from realtime_cascade.providers.base import Message, TierRequest
-from realtime_cascade.providers.sim import SCRIPTS, SimProfile, schedule
+from realtime_cascade.providers.sim import SCRIPTS, SimProfile, SimStep, schedule
 from realtime_cascade.providers.sim_upstream import (
     Fault,
     FaultError,
+    SimUpstream,
+    StreamClock,
     add_sim_upstream_parser,
     main,
     parse_fault,
@@ -134,6 +137,81 @@ async def test_first_token_follows_the_schedule_and_ttft_fault() -> None:
                 await stream.close()
                 assert low <= elapsed <= high
         tg.cancel_scope.cancel()
+
+
+# --- the stream's clock --------------------------------------------------------------------
+
+
+def test_absolute_clock_keeps_lateness_from_accumulating() -> None:
+    delays = [0.15, *([0.015] * 20), 0.0]
+    clock = StreamClock("absolute")
+    now = 100.0
+    clock.wait(0.0, now)  # the stream starts
+    due = 0.0
+    for k, delay in enumerate(delays):
+        due += delay
+        # every step's sleep starts 2 ms late (a slow send, a late wake-up) ...
+        now += 0.002 if k else 0.0
+        got = clock.wait(delay, now)
+        # ... and is shortened by exactly that: the lateness never accumulates
+        assert got == pytest.approx(max(0.0, delay - (0.002 if k else 0.0)))
+        now += got
+    assert now - 100.0 == pytest.approx(due, abs=0.0021)
+
+
+def test_absolute_clock_never_asks_for_a_negative_sleep_and_catches_up() -> None:
+    clock = StreamClock("absolute")
+    clock.wait(0.0, 0.0)
+    assert clock.wait(0.01, 0.05) == 0.0  # 40 ms late (a stall): no sleep ...
+    assert clock.wait(0.01, 0.05) == 0.0  # ... and the next step is due already too
+    assert clock.wait(0.05, 0.05) == pytest.approx(0.02)  # back on schedule: due at 70 ms
+
+
+def test_relative_clock_sleeps_each_gap() -> None:
+    clock = StreamClock("relative")
+    assert clock.wait(0.0, 0.0) == 0.0
+    assert clock.wait(0.015, 5.0) == 0.015
+    assert clock.wait(-1.0, 6.0) == 0.0
+    with pytest.raises(ValueError, match="clock"):
+        SimUpstream(FAST, clock="wall")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("clock", ["absolute", "relative"])
+async def test_slow_sends_delay_one_token_only_on_the_absolute_clock(
+    monkeypatch: pytest.MonkeyPatch, clock: sim_upstream.Clock
+) -> None:
+    """Each token's send blocks the loop for 4 ms: on the absolute clock the reply still ends
+    on schedule (give or take one send); on the relative clock every send pushes the rest."""
+    profile = SimProfile(ttft_ms=20, ttft_sigma=0.0, itl_ms=5, itl_sigma=0.0)
+    request = TierRequest((Message("user", TEXT),))
+    steps = schedule(profile, "m", SCRIPTS["generic"], request)
+    scheduled_s = sum(s.delay for s in steps)
+    block_s = 0.004
+    stock = sim_upstream._Reply.step_chunk
+
+    def slow_step_chunk(self: sim_upstream._Reply, step: SimStep) -> bytes:
+        time.sleep(block_s)  # a slow send: blocks the event loop
+        return stock(self, step)
+
+    monkeypatch.setattr(sim_upstream._Reply, "step_chunk", slow_step_chunk)
+    upstream = SimUpstream({"m": profile}, clock=clock)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(upstream.serve, "127.0.0.1", 0)
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1", timeout=5) as http:
+            body = {"model": "m", "messages": [{"role": "user", "content": TEXT}], "stream": True}
+            await http.get("/models")  # the connection is open before the clock starts
+            start = time.perf_counter()
+            response = await http.post("/chat/completions", json=body)
+            elapsed = time.perf_counter() - start
+        tg.cancel_scope.cancel()
+    assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
+    late = elapsed - scheduled_s
+    tokens = len(steps) - 1
+    if clock == "absolute":
+        assert late < 2 * block_s + 0.03, (late, tokens)
+    else:
+        assert late > 0.8 * tokens * block_s, (late, tokens)
 
 
 # --- malformed HTTP never crashes the server ------------------------------------------------
@@ -295,6 +373,8 @@ def test_cli_parser_hookup() -> None:
     )
     assert (args.command, args.port, args.host) == ("sim-upstream", 0, "127.0.0.1")
     assert args.profile == ["name=a,skill=0.3"] and args.fault == "status:500"
+    assert args.clock == "absolute"
+    assert parser.parse_args(["sim-upstream", "--clock", "relative"]).clock == "relative"
     assert main(["--profile", "nameless=", "--port", "0"]) == 2
     assert main(["--fault", "explode", "--port", "0"]) == 2
 
