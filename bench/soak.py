@@ -354,9 +354,11 @@ async def run_soak(
                         progress(f"soak: warm-up {warm_s:.0f} s, {sessions} workers")
                     await _load(url, sessions, warm_s, seed + 1, _Tally())
                     await _drain(server, upstream)
+                    # tasks exclude sim-upstream's connection tasks: an idle keep-alive
+                    # connection the client pool holds is reuse, not a leak
                     baseline = {
                         "rss_mb": round(rss_mb(), 1),
-                        "tasks": len(asyncio.all_tasks()),
+                        "tasks": len(asyncio.all_tasks()) - upstream.open_connections,
                         "fds": fd_count(),
                     }
                     t0 = time.monotonic()
@@ -396,7 +398,7 @@ async def run_soak(
                     await _drain(server, upstream)
                     final = {
                         "rss_mb": round(rss_mb(), 1),
-                        "tasks": len(asyncio.all_tasks()),
+                        "tasks": len(asyncio.all_tasks()) - upstream.open_connections,
                         "fds": fd_count(),
                     }
                     sessions_left = server.session_count

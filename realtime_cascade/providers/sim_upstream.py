@@ -588,6 +588,7 @@ class SimUpstream:
             self._script(profile)
         self.received: deque[ReceivedRequest] = deque(maxlen=history)
         self.open_streams = 0
+        self.open_connections = 0  # client connections held open (keep-alive ones included)
 
     def _script(self, profile: SimProfile) -> Script:
         # Cached by name, so "module:attr" scripts are imported once.
@@ -612,6 +613,13 @@ class SimUpstream:
             await listener.serve(self._connection)
 
     async def _connection(self, sock: SocketStream) -> None:
+        self.open_connections += 1
+        try:
+            await self._serve_connection(sock)
+        finally:
+            self.open_connections -= 1
+
+    async def _serve_connection(self, sock: SocketStream) -> None:
         # Everything is caught here: one bad connection must never take the listener down.
         conn = BufferedByteStream(sock)
         async with sock:
