@@ -79,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-clock",
         choices=["absolute", "relative"],
         default="absolute",
-        help="absolute (default): the sim upstreams (bench.upstream) and the bare server send "
-        "each token at start + its scheduled offset; relative: the stock sim-upstream, one "
-        "sleep per gap, so lateness accumulates along a stream",
+        help="absolute (default): the sim upstreams and the bare server send each token at "
+        "start + its scheduled offset; relative: sim-upstream --clock relative, one sleep per "
+        "gap, so lateness accumulates along a stream",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result JSON here")
     p.add_argument(

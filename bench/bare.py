@@ -154,7 +154,7 @@ class BareSession:
         with scope:
             for step in steps:
                 delay = step.delay
-                if self.absolute:  # due at start + scheduled offset (as bench.upstream)
+                if self.absolute:  # due at start + scheduled offset (as sim-upstream does)
                     now = time.monotonic()
                     anchor = now if anchor is None else anchor
                     due += step.delay
@@ -262,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         "--clock",
         choices=["absolute", "relative"],
         default="absolute",
-        help="tokens due at start + offset (as bench.upstream), or one sleep per gap "
-        "(as the stock sim-upstream)",
+        help="tokens due at start + offset (as sim-upstream), or one sleep per gap "
+        "(as sim-upstream --clock relative)",
     )
     args = parser.parse_args(argv)
     if args.config is not None and not Path(args.config).is_file():

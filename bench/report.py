@@ -224,7 +224,7 @@ def notes(result: dict[str, Any]) -> list[str]:
         )
     else:
         out.append(
-            "The sim upstreams (bench.upstream) and the bare server send each token at the "
+            "The sim upstreams (realtime-cascade sim-upstream) and the bare server send each token at the "
             "stream's start plus its scheduled offset, so upstream lateness does not accumulate."
         )
     rows = []
