@@ -224,8 +224,9 @@ def notes(result: dict[str, Any]) -> list[str]:
         )
     else:
         out.append(
-            "The sim upstreams (realtime-cascade sim-upstream) and the bare server send each token at the "
-            "stream's start plus its scheduled offset, so upstream lateness does not accumulate."
+            "The sim upstreams (`realtime-cascade sim-upstream`) and the bare server send each "
+            "token at the stream's start plus its scheduled offset, so upstream lateness does "
+            "not accumulate."
         )
     rows = []
     for c in cells:
