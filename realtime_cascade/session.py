@@ -527,23 +527,34 @@ class ResponseBuilder:
         if self._conversation is not None:
             self._emit(wire.ConversationItemDone(item=item))
 
+    def _open_message(
+        self,
+        part: wire.OutputText | wire.OutputAudio,
+        announced: wire.OutputText | wire.OutputAudio,
+    ) -> tuple[wire.MessageItem, int]:
+        """Open an assistant message whose one content part is ``part`` (announced to the
+        client as ``announced``, an empty copy); returns the item and its output index."""
+        item_id = self._ids("item")
+        item = wire.MessageItem(item_id, "assistant", [part], status="in_progress")
+        snapshot = wire.MessageItem(item_id, "assistant", [], status="in_progress")
+        index = self._add_item(item, snapshot)
+        self._emit(
+            wire.ResponseContentPartAdded(
+                response_id=self.response.id,
+                item_id=item_id,
+                output_index=index,
+                content_index=0,
+                part=announced,
+            )
+        )
+        return item, index
+
     def _release(self, text: str) -> None:
         open_ = self._open
         if open_ is None:
-            item_id = self._ids("item")
             part = wire.OutputText("")
-            item = wire.MessageItem(item_id, "assistant", [part], status="in_progress")
-            snapshot = wire.MessageItem(item_id, "assistant", [], status="in_progress")
-            index = self._add_item(item, snapshot)
-            self._emit(
-                wire.ResponseContentPartAdded(
-                    response_id=self.response.id,
-                    item_id=item_id,
-                    output_index=index,
-                    content_index=0,
-                    part=wire.OutputText(""),
-                )
-            )
+            item, index = self._open_message(part, wire.OutputText(""))
+            item_id = item.id
             template = self._writer.text_delta_template(self.response.id, item_id, index, 0)
             open_ = self._open = _OpenText(item, part, index, template)
         open_.part.text += text

@@ -90,21 +90,9 @@ class VoiceResponseBuilder(ResponseBuilder):
     def _open_audio(self) -> _OpenAudio:
         if self._audio is not None:
             return self._audio
-        item_id = self._ids("item")
         part = wire.OutputAudio("")
-        item = wire.MessageItem(item_id, "assistant", [part], status="in_progress")
-        snapshot = wire.MessageItem(item_id, "assistant", [], status="in_progress")
-        index = self._add_item(item, snapshot)
-        self._emit(
-            wire.ResponseContentPartAdded(
-                response_id=self.response.id,
-                item_id=item_id,
-                output_index=index,
-                content_index=0,
-                part=wire.OutputAudio(""),
-            )
-        )
-        audio = ItemAudio(item_id, index, 0, self._timelines.new(item_id))
+        item, index = self._open_message(part, wire.OutputAudio(""))
+        audio = ItemAudio(item.id, index, 0, self._timelines.new(item.id))
         self._audio = _OpenAudio(item, part, audio)
         return self._audio
 
@@ -143,4 +131,3 @@ class VoiceResponseBuilder(ResponseBuilder):
         error = wire.ProtocolError("speech_failed", f"text-to-speech failed: {message}")
         error.error_type = "server_error"
         self._emit(wire.error_event(error))
-
