@@ -4,7 +4,6 @@ HTTP, raw WebSocket clients, and counters of what a run leaves behind (tasks, so
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,13 +12,17 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from realtime_cascade import config as config_mod
 from realtime_cascade.providers.sim import SimProfile
 from realtime_cascade.providers.sim_upstream import SimUpstream
 from realtime_cascade.runtime import CascadeProfile
 from realtime_cascade.server import RealtimeServer
+
+# the raw WebSocket client is the server tests' one
+from ..server.helpers import Raw, raw, text_of, user_item
+
+__all__ = ["Raw", "raw", "text_of", "user_item"]
 
 BOOK = "Book a table for two at 7pm tonight."
 HARD = (
@@ -100,61 +103,6 @@ def make_upstream() -> UpstreamFactory:
             tg.cancel_scope.cancel()
 
     return factory
-
-
-class Raw:
-    """A raw WebSocket client: JSON in, JSON out, nothing hidden."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.session: dict[str, Any] = {}
-
-    async def send(self, event: dict[str, Any] | str | bytes) -> None:
-        await self.ws.send(event if isinstance(event, str | bytes) else json.dumps(event))
-
-    async def recv(self, within: float = 10.0) -> dict[str, Any]:
-        with anyio.fail_after(within):
-            data = await self.ws.recv()
-        value: dict[str, Any] = json.loads(data)
-        return value
-
-    async def until(self, kind: str, within: float = 10.0) -> list[dict[str, Any]]:
-        seen: list[dict[str, Any]] = []
-        with anyio.fail_after(within):
-            while True:
-                event = await self.recv()
-                seen.append(event)
-                if event["type"] == kind:
-                    return seen
-
-    async def turn(self, text: str, within: float = 10.0) -> list[dict[str, Any]]:
-        await self.send(user_item(text))
-        await self.send({"type": "response.create"})
-        return await self.until("response.done", within)
-
-
-def user_item(text: str, **fields: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "type": "message",
-        "role": "user",
-        "content": [{"type": "input_text", "text": text}],
-    }
-    item.update(fields)
-    return {"type": "conversation.item.create", "item": item}
-
-
-@asynccontextmanager
-async def raw(server: RealtimeServer, model: str = "default", **kwargs: Any) -> AsyncIterator[Raw]:
-    async with connect(server.url(model), max_size=None, **kwargs) as ws:
-        client = Raw(ws)
-        created = await client.recv()
-        assert created["type"] == "session.created", created
-        client.session = created["session"]
-        yield client
-
-
-def text_of(events: list[dict[str, Any]]) -> str:
-    return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
 
 
 def task_count() -> int:

@@ -19,20 +19,22 @@ HARD = (
 )
 
 
-def user_item(text: str) -> dict[str, Any]:
-    return {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": text}],
-        },
+def user_item(text: str, **fields: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": text}],
     }
+    item.update(fields)
+    return {"type": "conversation.item.create", "item": item}
 
 
 class Raw:
+    """A raw WebSocket client: JSON in, JSON out, nothing hidden."""
+
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self.session: dict[str, Any] = {}  # from session.created
 
     async def send(self, event: dict[str, Any] | str | bytes) -> None:
         await self.ws.send(event if isinstance(event, str | bytes) else json.dumps(event))
@@ -53,19 +55,19 @@ class Raw:
                 if event["type"] == kind:
                     return seen
 
-    async def turn(self, text: str) -> list[dict[str, Any]]:
+    async def turn(self, text: str, within: float = 10.0) -> list[dict[str, Any]]:
         await self.send(user_item(text))
         await self.send({"type": "response.create"})
-        return await self.until("response.done")
+        return await self.until("response.done", within)
 
 
 @asynccontextmanager
 async def raw(server: RealtimeServer, model: str = "default", **kwargs: Any) -> AsyncIterator[Raw]:
-    url = f"ws://127.0.0.1:{server.port}/v1/realtime?model={model}"
-    async with connect(url, max_size=None, **kwargs) as ws:
+    async with connect(server.url(model), max_size=None, **kwargs) as ws:
         client = Raw(ws)
         created = await client.recv()
         assert created["type"] == "session.created", created
+        client.session = created["session"]
         yield client
 
 
