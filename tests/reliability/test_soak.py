@@ -20,8 +20,13 @@ async def test_a_short_soak_loses_and_leaks_nothing() -> None:
     assert report.sessions_left == 0, text
     faults = sum(n for kind, n in report.faults_drawn.items() if kind != "none")
     assert faults > 20, text  # faults were really on
-    # failures happen (faults are on) and each has a reason from the table, not a blank
-    assert report.statuses.get("completed", 0) > report.turns // 2, text
+    # failures happen (faults are on) and each has a reason from the table, not a blank.
+    # While both breakers are open a turn is refused at once, so a worker fires many of them
+    # in the time one streamed turn takes: how many depends on when the breakers opened. The
+    # share that completes is therefore taken over the turns that reached a provider.
+    refused = report.failed_reasons.get("all circuits open", 0)
+    assert refused == 0 or sum(report.breaker_opens.values()) > 0, text  # refusals only behind an open breaker
+    assert report.statuses.get("completed", 0) > (report.turns - refused) // 2, text
     assert all(reason.strip() for reason in report.failed_reasons), text
     # bounded: a 20 s run may warm caches, it must not grow like a leak (≈ 50 kB a turn)
     assert report.memory_growth_mb < 25, text
