@@ -25,7 +25,8 @@ async def test_a_short_soak_loses_and_leaks_nothing() -> None:
     # in the time one streamed turn takes: how many depends on when the breakers opened. The
     # share that completes is therefore taken over the turns that reached a provider.
     refused = report.failed_reasons.get("all circuits open", 0)
-    assert refused == 0 or sum(report.breaker_opens.values()) > 0, text  # refusals only behind an open breaker
+    # refusals happen only behind an open breaker
+    assert refused == 0 or sum(report.breaker_opens.values()) > 0, text
     assert report.statuses.get("completed", 0) > (report.turns - refused) // 2, text
     assert all(reason.strip() for reason in report.failed_reasons), text
     # bounded: a 20 s run may warm caches, it must not grow like a leak (≈ 50 kB a turn)
