@@ -266,5 +266,5 @@ async def test_with_every_tier_open_a_response_fails_at_once_saying_why(
             assert message == "every allowed tier is unavailable (circuit open: light, strong)"
             trace = next(e["trace"] for e in events if e["type"] == "cascade.trace")
             assert trace["attempts"] == [] and trace["decisions"][0]["cause"] == "health"
-            assert elapsed < 0.5
+            assert elapsed < 2.0  # refused at once: nothing waited on the 30 s cooldown
         await profile.aclose()
