@@ -10,7 +10,9 @@ server puts them on each session's bounded send queue.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -142,16 +144,19 @@ class TurnRunner:
         self._timed_out: set[int] = set()  # attempts the core abandoned for lateness
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
+        self._sleep_until = math.inf  # the deadline the timer sleeps toward (inf: not asleep)
         self._finished = anyio.Event()
+        self._now: Callable[[], float] = anyio.current_time
 
     @property
     def done(self) -> bool:
         return self.turn.done
 
     async def run(self) -> TurnTrace:
+        self._now = loop_clock()
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self._perform(self.turn.start(anyio.current_time()))
+            self._perform(self.turn.start(self._now()))
             if not self.turn.done:
                 tg.start_soon(self._timer)
             await self._finished.wait()
@@ -167,7 +172,7 @@ class TurnRunner:
         """Barge-in: stop every stream of the turn now. A no-op once the turn is done."""
         if self.turn.done or self._tg is None:
             return
-        self._perform(self.turn.cancel(anyio.current_time(), reason))
+        self._perform(self.turn.cancel(self._now(), reason))
 
     # -- performing the core's actions ------------------------------------------------------
 
@@ -186,8 +191,13 @@ class TurnRunner:
                     self._emit(action)
         if self.turn.done:
             self._finished.set()
-        # the deadline may have moved; let the timer re-read it
-        self._wake.set()
+            return
+        # Wake the timer only when the deadline moved earlier than the one it sleeps toward. A
+        # later one (the stall deadline moves with every token) is read when that sleep ends,
+        # so a streamed token costs no timer wake-up.
+        deadline = self.turn.next_deadline()
+        if deadline is not None and deadline < self._sleep_until:
+            self._wake.set()
 
     def _start(self, action: StartTier) -> None:
         assert self._tg is not None
@@ -231,14 +241,14 @@ class TurnRunner:
                 health.failed(tier)
                 self._perform(
                     turn.tier_failed(
-                        attempt, "stream ended without a finish reason", anyio.current_time()
+                        attempt, "stream ended without a finish reason", self._now()
                     )
                 )
             except ProviderError as exc:
                 verdict = False
                 health.failed(tier, exc)
                 self._perform(
-                    turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", anyio.current_time())
+                    turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", self._now())
                 )
             finally:
                 self._scopes.pop(attempt, None)
@@ -255,7 +265,7 @@ class TurnRunner:
     def _feed(self, attempt: int, chunk: Chunk) -> bool:
         """Hand one chunk to the core; True when it was the stream's last."""
         turn = self.turn
-        now = anyio.current_time()
+        now = self._now()
         if chunk.tool_call is not None:
             call = chunk.tool_call
             self._perform(
@@ -285,13 +295,24 @@ class TurnRunner:
             deadline = turn.next_deadline()
             if deadline is None:
                 return
-            self._wake = anyio.Event()
-            now = anyio.current_time()
+            now = self._now()
             if now < deadline:
+                self._wake = anyio.Event()
+                self._sleep_until = deadline
                 with anyio.move_on_after(deadline - now):
                     await self._wake.wait()
+                self._sleep_until = math.inf
                 continue  # re-read: the deadline may have moved or passed
             self._perform(turn.tick(now))
+
+
+def loop_clock() -> Callable[[], float]:
+    """``anyio.current_time`` without its backend lookup on every call (the runner reads the
+    clock per token). On asyncio that clock is the running loop's ``time``."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # another anyio backend
+        return anyio.current_time
 
 
 async def run_turn(
