@@ -168,7 +168,7 @@ class SendQueue:
         try:
             async with self._rx:
                 async for data in self._rx:
-                    await ws.send(data.decode())
+                    await ws.send(data, text=True)  # already UTF-8 JSON: no decode, no re-encode
             await ws.close(self.close_code, self.close_reason)
         except ConnectionClosed:
             pass
