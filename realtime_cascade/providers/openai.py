@@ -86,6 +86,9 @@ class OpenAIProviderConfig(msgspec.Struct, tag="openai", frozen=True, forbid_unk
     top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] = 5
     prefix_mode: PrefixMode = "instruction"
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # Connections to the endpoint, all kept alive when idle: with fewer kept than the streams
+    # that run at once (the SDK keeps 100), busy servers reconnect for every other turn.
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
     # Merged into every request body last, so it can also override the continuation flags for
     # servers that name them differently.
     extra_body: dict[str, object] = {}
@@ -439,7 +442,12 @@ class OpenAIProvider:
         # The SDK's own default client (its connection limits, redirects), unless one is given:
         # requests are sent on it directly, so we keep the reference.
         self._http = http_client or openai.DefaultAsyncHttpxClient(
-            base_url=config.base_url, timeout=config.timeout_s
+            base_url=config.base_url,
+            timeout=config.timeout_s,
+            limits=httpx2.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_connections,
+            ),
         )
         # max_retries=0: the cascade falls back to another tier rather than retrying blindly.
         self._client = openai.AsyncOpenAI(
