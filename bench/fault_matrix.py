@@ -268,6 +268,9 @@ def render(report: MatrixReport) -> str:
     bad = [c for c in report.cells if not c.clean]
     for c in bad:
         lines.append(f"NOT CLEAN: {c.kind} on {c.placement} ({c.request}): {'; '.join(c.problems)}")
+        lines.append(
+            f"  status {c.status}, reason {c.reason or '-'}, decisions {', '.join(c.decisions)}"
+        )
     return "\n".join(lines)
 
 
