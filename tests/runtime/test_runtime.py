@@ -210,3 +210,48 @@ async def test_upstream_faults_end_in_a_typed_error_and_a_fallback(
     assert trace.attempts[0].end_reason != "stop"
     # whatever the light tier had released stays; the strong tier continued after it
     assert trace.text.strip()
+
+
+class StallingProvider:
+    """Confident tokens every ``itl_s``, then silence: the upstream hangs mid-reply."""
+
+    def __init__(self, tokens: int, itl_s: float) -> None:
+        self.name = "light"
+        self.tokens = tokens
+        self.itl_s = itl_s
+        self.sent_at: list[float] = []
+
+    async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
+        for i in range(self.tokens):
+            await anyio.sleep(self.itl_s)
+            self.sent_at.append(anyio.current_time())
+            yield Chunk(text=f" word{i}" if i else "Okay,", logprob=-0.01, top_logprobs=(-0.01,))
+        await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_stall_fires_after_the_last_token_however_often_it_moved() -> None:
+    # Every token moves the stall deadline later; the timer, asleep toward an earlier one,
+    # must wake, re-read it and sleep again until the tokens stop, then fire it on time.
+    base = config_mod.load(None).profiles["default"].params()
+    light = msgspec.structs.replace(base.tiers[0], ttft_timeout_ms=2000, stall_timeout_ms=200)
+    # no fillers: nothing else wakes the timer before the light tier's first-token deadline
+    budgets = msgspec.structs.replace(base.budgets, fillers=())
+    params = msgspec.structs.replace(base, tiers=(light, *base.tiers[1:]), budgets=budgets)
+    stalling = StallingProvider(tokens=12, itl_s=0.05)
+    strong = SimProvider("strong", SimProfile(100, 0.1, 10, 0.1, 1.0))
+    profile = CascadeProfile("stall", params, [stalling, strong])
+    runner = TurnRunner(profile, request(EASY), lambda a: None)
+    with anyio.fail_after(10):
+        t0 = anyio.current_time()
+        trace = await runner.run()
+    assert len(stalling.sent_at) == 12
+    assert trace.status == "completed" and trace.final_tier_name == "strong"
+    assert "stall" in trace.attempts[0].end_reason
+    fallback = next(d for d in trace.decisions if d.kind == "fallback")
+    last_token_ms = (stalling.sent_at[-1] - t0) * 1000.0
+    # not before the deadline (last token + 200 ms), and not long after it
+    assert last_token_ms + 200 <= fallback.t_ms + 1.0
+    assert fallback.t_ms < last_token_ms + 200 + 250
