@@ -4,9 +4,9 @@ The core decides; this module only performs. Each ``StartTier`` opens the tier's
 own task and cancel scope; each chunk is fed to the core at once (same thread, no queue); each
 ``CancelTier`` is ``scope.cancel()``. One timer task sleeps until the core's next deadline and is
 woken when that deadline moves earlier (a later one is read when the sleep ends) — nothing
-polls. Actions meant for the listener (release, filler,
-decision, handoff, tool call, finish) go to the ``emit`` callback, which must not block: the
-server puts them on each session's bounded send queue.
+polls. Actions meant for the listener (release, filler, decision, handoff, tool call, finish) go
+to the ``emit`` callback, which must not block: the server puts them on each session's bounded
+send queue.
 """
 
 from __future__ import annotations
