@@ -42,7 +42,7 @@ from realtime_cascade.providers.base import Chunk, Message, TierRequest
 from realtime_cascade.providers.openai import continuation_instruction
 from realtime_cascade.providers.sim import Script, SimProfile, SimStep, schedule
 from realtime_cascade.providers.sim_upstream import ChatRequest, tier_request
-from realtime_cascade.runtime import estimate_tokens
+from realtime_cascade.runtime import chunk_actions, estimate_tokens
 
 
 @dataclass(frozen=True)
@@ -243,29 +243,9 @@ def replay_turn(
         t, _, attempt, chunk = heapq.heappop(heap)
         now = t
         last_tick = None
-        if chunk.tool_call is not None:
-            call = chunk.tool_call
-            perform(
-                turn.tool_call(
-                    attempt, call.index, call.id, call.name, call.arguments, chunk.logprob, now
-                ),
-                now,
-            )
-        elif chunk.text:
-            perform(turn.token(attempt, chunk.text, chunk.logprob, chunk.top_logprobs, now), now)
-        if chunk.finish_reason is not None and not turn.done:
-            usage = chunk.usage
+        perform(chunk_actions(turn, attempt, chunk, now), now)
+        if chunk.finish_reason is not None:
             live.discard(attempt)
-            perform(
-                turn.tier_finished(
-                    attempt,
-                    chunk.finish_reason,
-                    now,
-                    input_tokens=usage.input_tokens if usage else None,
-                    output_tokens=usage.output_tokens if usage else None,
-                ),
-                now,
-            )
     else:
         raise ReplayError("the virtual-time run did not finish in 1,000,000 steps")
     out.cost_usd = turn.trace().cost_usd

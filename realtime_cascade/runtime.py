@@ -265,30 +265,8 @@ class TurnRunner:
 
     def _feed(self, attempt: int, chunk: Chunk) -> bool:
         """Hand one chunk to the core; True when it was the stream's last."""
-        turn = self.turn
-        now = self._now()
-        if chunk.tool_call is not None:
-            call = chunk.tool_call
-            self._perform(
-                turn.tool_call(
-                    attempt, call.index, call.id, call.name, call.arguments, chunk.logprob, now
-                )
-            )
-        elif chunk.text:
-            self._perform(turn.token(attempt, chunk.text, chunk.logprob, chunk.top_logprobs, now))
-        if chunk.finish_reason is None:
-            return False
-        usage = chunk.usage
-        self._perform(
-            turn.tier_finished(
-                attempt,
-                chunk.finish_reason,
-                now,
-                input_tokens=usage.input_tokens if usage else None,
-                output_tokens=usage.output_tokens if usage else None,
-            )
-        )
-        return True
+        self._perform(chunk_actions(self.turn, attempt, chunk, self._now()))
+        return chunk.finish_reason is not None
 
     async def _timer(self) -> None:
         turn = self.turn
@@ -305,6 +283,33 @@ class TurnRunner:
                 self._sleep_until = math.inf
                 continue  # re-read: the deadline may have moved or passed
             self._perform(turn.tick(now))
+
+
+def chunk_actions(turn: Turn, attempt: int, chunk: Chunk, now: float) -> list[Action]:
+    """The core's actions for one streamed chunk: its token or tool-call piece, then its finish.
+
+    The runtime and the bench's zero-overhead replay both feed chunks through this, so the
+    replay decides exactly as the runtime does.
+    """
+    if chunk.tool_call is not None:
+        call = chunk.tool_call
+        actions = turn.tool_call(
+            attempt, call.index, call.id, call.name, call.arguments, chunk.logprob, now
+        )
+    elif chunk.text:
+        actions = turn.token(attempt, chunk.text, chunk.logprob, chunk.top_logprobs, now)
+    else:
+        actions = []
+    if chunk.finish_reason is not None:
+        usage = chunk.usage
+        actions += turn.tier_finished(
+            attempt,
+            chunk.finish_reason,
+            now,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+        )
+    return actions
 
 
 def loop_clock() -> Callable[[], float]:
