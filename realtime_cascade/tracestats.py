@@ -69,6 +69,23 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _DETAIL = re.compile(r"\s*\([^()]*\)")
 
 
+def _tier_row() -> dict[str, int]:
+    """Where turns ended on a tier: how many, and whether they stayed or escalated to it."""
+    return {"turns": 0, "stayed": 0, "escalated_to": 0}
+
+
+def _cost_row() -> dict[str, float]:
+    """A tier's spend, and the part of it on streams whose text was thrown away."""
+    return {
+        "cost_usd": 0.0,
+        "wasted_usd": 0.0,
+        "attempts": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "wasted_output_tokens": 0,
+    }
+
+
 def reason_template(reason: str) -> str:
     """A reason with its numbers and parenthesised details taken out, for grouping."""
     return _NUMBER.sub("#", _DETAIL.sub("", reason)).strip()
@@ -97,7 +114,7 @@ def summarize(records: Iterable[AuditRecord], *, examples: int = 3, top: int = 5
             if name not in order:
                 order.append(name)
     for name in order:
-        tiers[name] = {"turns": 0, "stayed": 0, "escalated_to": 0}
+        tiers[name] = _tier_row()
     stayed_first: Counter[str] = Counter()  # by the name of the turn's first allowed tier
     first_names: Counter[str] = Counter()
     escalated = 0
@@ -105,17 +122,7 @@ def summarize(records: Iterable[AuditRecord], *, examples: int = 3, top: int = 5
     reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
     hedges_started = hedges_used = 0
     hedge_wasted_usd = 0.0
-    cost: dict[str, dict[str, float]] = {
-        name: {
-            "cost_usd": 0.0,
-            "wasted_usd": 0.0,
-            "attempts": 0,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "wasted_output_tokens": 0,
-        }
-        for name in order
-    }
+    cost: dict[str, dict[str, float]] = {name: _cost_row() for name in order}
     first_text: list[float] = []
     end: list[float] = []
     handoff: list[float] = []
@@ -125,7 +132,9 @@ def summarize(records: Iterable[AuditRecord], *, examples: int = 3, top: int = 5
         t = r.trace
         assert t is not None
         first_names[r.tier_names[r.first_tier]] += 1
-        row = tiers.setdefault(t.final_tier_name, {"turns": 0, "stayed": 0, "escalated_to": 0})
+        row = tiers.get(t.final_tier_name)
+        if row is None:
+            row = tiers[t.final_tier_name] = _tier_row()
         row["turns"] += 1
         if t.escalated:
             escalated += 1
@@ -142,17 +151,9 @@ def summarize(records: Iterable[AuditRecord], *, examples: int = 3, top: int = 5
         policy_limited += r.governed
         hedges_started += sum(1 for d in t.decisions if d.kind == "hedge")
         for a, waste in zip(t.attempts, superseded(t), strict=True):
-            c = cost.setdefault(
-                a.tier_name,
-                {
-                    "cost_usd": 0.0,
-                    "wasted_usd": 0.0,
-                    "attempts": 0,
-                    "input_tokens": 0,
-                    "output_tokens": 0,
-                    "wasted_output_tokens": 0,
-                },
-            )
+            c = cost.get(a.tier_name)
+            if c is None:
+                c = cost[a.tier_name] = _cost_row()
             c["cost_usd"] += a.cost_usd
             c["attempts"] += 1
             c["input_tokens"] += a.input_tokens
