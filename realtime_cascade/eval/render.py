@@ -48,21 +48,22 @@ def _policy_summary(policies: Sequence[str]) -> str:
     return top if count == len(policies) else f"{top} ({count}/{len(policies)} folds)"
 
 
+# The three operating points of a comparison, three columns each (``_op``).
+_OP_COLUMNS = (
+    "@acc: acc (Δpts)",
+    "$/q",
+    "saving",
+    "@acc-1pt: acc (Δpts)",
+    "$/q",
+    "saving",
+    "@cost: acc (gain pts)",
+    "$/q",
+    "saving",
+)
+
+
 def _comparisons(comparisons: Sequence[Comparison], reference: str) -> list[str]:
-    header = [
-        "vs model",
-        "its acc",
-        "its $/q",
-        "@acc: acc (Δpts)",
-        "$/q",
-        "saving",
-        "@acc-1pt: acc (Δpts)",
-        "$/q",
-        "saving",
-        "@cost: acc (gain pts)",
-        "$/q",
-        "saving",
-    ]
+    header = ["vs model", "its acc", "its $/q", *_OP_COLUMNS]
     rows = [
         [
             c.model + (" *" if c.model == reference else ""),
@@ -121,18 +122,7 @@ def render_group(r: GroupReport, source: str) -> str:
     out += _comparisons(r.comparisons, r.reference_model)
     out += ["", f"  each cascade alone against {r.reference_model}:"]
     out += _table(
-        [
-            "cascade",
-            "@acc: acc (Δpts)",
-            "$/q",
-            "saving",
-            "@acc-1pt: acc (Δpts)",
-            "$/q",
-            "saving",
-            "@cost: acc (gain pts)",
-            "$/q",
-            "saving",
-        ],
+        ["cascade", *_OP_COLUMNS],
         [
             [
                 c.cascade,
