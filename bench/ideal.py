@@ -42,7 +42,8 @@ from realtime_cascade.providers.base import Chunk, Message, TierRequest
 from realtime_cascade.providers.openai import continuation_instruction
 from realtime_cascade.providers.sim import Script, SimProfile, SimStep, schedule
 from realtime_cascade.providers.sim_upstream import ChatRequest, tier_request
-from realtime_cascade.runtime import chunk_actions, estimate_tokens
+from realtime_cascade.runtime import TurnRequest, chunk_actions, estimate_tokens
+from realtime_cascade.runtime import tier_request as runtime_tier_request
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,9 @@ def tier_request_for(
     spec: TierSpec,
     prefix: str = "",
 ) -> TierRequest:
-    """What the runtime asks a tier for (``runtime.TurnRunner._stream``)."""
-    return TierRequest(
-        messages=tuple(messages),
-        prefix=prefix,
-        tools=tuple(tools),
-        tool_choice=tool_choice,
-        max_tokens=min(spec.max_output_tokens, max_tokens or spec.max_output_tokens),
-    )
+    """What the runtime asks a tier for (:func:`realtime_cascade.runtime.tier_request`)."""
+    turn = TurnRequest(tuple(messages), tuple(tools), tool_choice, max_tokens)
+    return runtime_tier_request(turn, spec, prefix)
 
 
 def tier_schedule(

@@ -28,6 +28,7 @@ from .core import (
     CascadeParams,
     OnlineRouter,
     StartTier,
+    TierSpec,
     Turn,
     TurnTrace,
     Verifier,
@@ -97,6 +98,19 @@ class TurnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
             if m.role == "user":
                 return m.content or ""
         return ""
+
+
+def tier_request(request: TurnRequest, spec: TierSpec, prefix: str = "") -> TierRequest:
+    """What a tier is asked for: the turn's conversation, continuing ``prefix`` (the text
+    already released), its output capped by the tier's own limit."""
+    return TierRequest(
+        messages=request.messages,
+        prefix=prefix,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        max_tokens=min(spec.max_output_tokens, request.max_tokens or spec.max_output_tokens),
+        seed=request.seed,
+    )
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
@@ -209,16 +223,7 @@ class TurnRunner:
     async def _stream(self, action: StartTier, scope: anyio.CancelScope) -> None:
         turn = self.turn
         provider = self.profile.providers[action.tier]
-        spec = self._params.tiers[action.tier]
-        request = self.request
-        tier_request = TierRequest(
-            messages=request.messages,
-            prefix=action.prefix,
-            tools=request.tools,
-            tool_choice=request.tool_choice,
-            max_tokens=min(spec.max_output_tokens, request.max_tokens or spec.max_output_tokens),
-            seed=request.seed,
-        )
+        request = tier_request(self.request, self._params.tiers[action.tier], action.prefix)
         attempt = action.attempt
         health, tier = self.profile.health, action.tier
         health.started(tier)
@@ -229,7 +234,7 @@ class TurnRunner:
             try:
                 # aclosing: leaving early (finish, cancel) must close the upstream response now,
                 # not when the generator is garbage-collected
-                async with contextlib.aclosing(provider.stream(tier_request)) as chunks:
+                async with contextlib.aclosing(provider.stream(request)) as chunks:
                     async for chunk in chunks:
                         delivered = True
                         if self._feed(attempt, chunk):
@@ -241,16 +246,12 @@ class TurnRunner:
                 verdict = False
                 health.failed(tier)
                 self._perform(
-                    turn.tier_failed(
-                        attempt, "stream ended without a finish reason", self._now()
-                    )
+                    turn.tier_failed(attempt, "stream ended without a finish reason", self._now())
                 )
             except ProviderError as exc:
                 verdict = False
                 health.failed(tier, exc)
-                self._perform(
-                    turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", self._now())
-                )
+                self._perform(turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", self._now()))
             finally:
                 self._scopes.pop(attempt, None)
                 if verdict is True:
