@@ -8,6 +8,7 @@ how to install it (``make test`` does), rather than skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,9 +81,12 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+@contextlib.contextmanager
+def open_page(browser: Browser, permissions: list[str] | None = None) -> Iterator[Page]:
+    """A page in a fresh context; on leaving, any uncaught error in the page fails the test."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, permissions=permissions or []
+    )
     page = context.new_page()
     page.set_default_timeout(10_000)
     errors: list[str] = []
@@ -92,6 +96,12 @@ def page(browser: Browser) -> Iterator[Page]:
     finally:
         context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    with open_page(browser) as page:
+        yield page
 
 
 @pytest.fixture

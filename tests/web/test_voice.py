@@ -20,7 +20,7 @@ import pytest
 from realtime_cascade.audio.pcm import RATE, to_bytes
 from tests.audio.speech import REQUEST, speak
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS
+from .conftest import CHROMIUM, CHROMIUM_ARGS, open_page
 from .test_browser import expect, of_type, open_and_connect, record_frames, tab_to
 
 if TYPE_CHECKING:
@@ -63,18 +63,8 @@ def voice_browser(browser: Browser, microphone_wav: Path) -> Iterator[Browser]:
 
 @pytest.fixture
 def voice_page(voice_browser: Browser) -> Iterator[Page]:
-    context = voice_browser.new_context(
-        viewport={"width": 1280, "height": 900}, permissions=["microphone"]
-    )
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with open_page(voice_browser, permissions=["microphone"]) as page:
         yield page
-    finally:
-        context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def test_microphone_in_spoken_answer_out(
