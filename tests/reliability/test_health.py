@@ -129,6 +129,15 @@ async def run(profile: CascadeProfile) -> tuple[float, object]:
     return time.monotonic() - t0, trace
 
 
+def two_tier(
+    name: str, light_url: str, strong_url: str, *, health: BreakerParams | None = None
+) -> CascadeProfile:
+    """The fault tests' two tiers, each on its own sim upstream (or both on one)."""
+    light = http_provider(light_url, "light", None)
+    strong = http_provider(strong_url, "strong", None)
+    return CascadeProfile(name, fault_params(), [light, strong], health=health)
+
+
 def chat_requests(up: object) -> int:
     received = up.upstream.received  # type: ignore[attr-defined]
     return sum(1 for r in received if r.path.endswith("/chat/completions"))
@@ -139,15 +148,7 @@ async def test_a_failing_tier_is_skipped_then_probed_then_used_again(
 ) -> None:
     breaker = BreakerParams(failure_threshold=3, cooldown_s=0.3)
     async with make_upstream(fault="status:500") as light_up, make_upstream() as strong_up:
-        profile = CascadeProfile(
-            "flaky",
-            fault_params(),
-            [
-                http_provider(light_up.base_url, "light", None),
-                http_provider(strong_up.base_url, "strong", None),
-            ],
-            health=breaker,
-        )
+        profile = two_tier("flaky", light_up.base_url, strong_up.base_url, health=breaker)
         for _ in range(3):
             _, trace = await run(profile)
             assert trace.status == "completed"  # type: ignore[attr-defined]
@@ -176,15 +177,7 @@ async def test_a_failing_tier_is_skipped_then_probed_then_used_again(
 async def test_a_failed_probe_reopens_the_breaker(make_upstream: UpstreamFactory) -> None:
     breaker = BreakerParams(failure_threshold=1, cooldown_s=0.2)
     async with make_upstream(fault="status:503") as light_up, make_upstream() as strong_up:
-        profile = CascadeProfile(
-            "flaky",
-            fault_params(),
-            [
-                http_provider(light_up.base_url, "light", None),
-                http_provider(strong_up.base_url, "strong", None),
-            ],
-            health=breaker,
-        )
+        profile = two_tier("flaky", light_up.base_url, strong_up.base_url, health=breaker)
         await run(profile)
         assert profile.health.unavailable() == {0}
         await anyio.sleep(0.25)
@@ -200,15 +193,7 @@ async def test_timeouts_count_as_failures(make_upstream: UpstreamFactory) -> Non
     # pings only: each turn's light attempt misses its first-token deadline
     breaker = BreakerParams(failure_threshold=2, cooldown_s=5)
     async with make_upstream(fault="keepalive:20") as light_up, make_upstream() as strong_up:
-        profile = CascadeProfile(
-            "slow",
-            fault_params(),
-            [
-                http_provider(light_up.base_url, "light", None),
-                http_provider(strong_up.base_url, "strong", None),
-            ],
-            health=breaker,
-        )
+        profile = two_tier("slow", light_up.base_url, strong_up.base_url, health=breaker)
         slow1, _ = await run(profile)
         slow2, _ = await run(profile)
         assert profile.health.unavailable() == {0}
@@ -226,14 +211,7 @@ async def test_rate_limit_retry_after_opens_the_breaker_for_that_long(
         make_upstream(fault="status:429,retry_after:0.3") as light_up,
         make_upstream() as strong_up,
     ):
-        profile = CascadeProfile(
-            "limited",
-            fault_params(),
-            [
-                http_provider(light_up.base_url, "light", None),
-                http_provider(strong_up.base_url, "strong", None),
-            ],
-        )
+        profile = two_tier("limited", light_up.base_url, strong_up.base_url)
         await run(profile)  # one 429 is enough
         assert profile.health.unavailable() == {0}
         await anyio.sleep(0.35)
@@ -248,12 +226,8 @@ async def test_with_every_tier_open_a_response_fails_at_once_saying_why(
     make_server: ServerFactory, make_upstream: UpstreamFactory
 ) -> None:
     async with make_upstream(fault="status:500") as up:
-        profile = CascadeProfile(
-            "down",
-            fault_params(),
-            [http_provider(up.base_url, "light", None), http_provider(up.base_url, "strong", None)],
-            health=BreakerParams(failure_threshold=1, cooldown_s=30),
-        )
+        breaker = BreakerParams(failure_threshold=1, cooldown_s=30)
+        profile = two_tier("down", up.base_url, up.base_url, health=breaker)
         async with make_server(profiles={"down": profile}) as server, raw(server, "down") as c:
             first = await c.turn(EASY)
             assert first[-1]["response"]["status"] == "failed"
