@@ -32,6 +32,7 @@ import random
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import httpx2
@@ -112,17 +113,21 @@ def readers(base_url: str, chunks: int, http: httpx2.AsyncClient | None) -> dict
     messages: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": "Tell me a long story."}
     ]
+    # the same request for the floor and the SDK path (stream=True is passed at each call, so
+    # the SDK's overloads see it)
+    create: dict[str, Any] = {
+        "model": "bench",
+        "messages": messages,
+        "stream_options": {"include_usage": True},
+        "logprobs": True,
+        "top_logprobs": 5,
+        "max_tokens": chunks,
+    }
 
     async def floor() -> int:
         n = 0
         async with client.chat.completions.with_streaming_response.create(
-            model="bench",
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            logprobs=True,
-            top_logprobs=5,
-            max_tokens=chunks,
+            **create, stream=True
         ) as response:
             async for piece in response.http_response.aiter_bytes():
                 n += piece.count(b"\n\n")
@@ -136,15 +141,7 @@ def readers(base_url: str, chunks: int, http: httpx2.AsyncClient | None) -> dict
 
     async def sdk() -> int:
         n = 0
-        stream = await client.chat.completions.create(
-            model="bench",
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            logprobs=True,
-            top_logprobs=5,
-            max_tokens=chunks,
-        )
+        stream = await client.chat.completions.create(**create, stream=True)
         async for chunk in stream:
             n += 1
             for choice in chunk.choices:
