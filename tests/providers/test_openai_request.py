@@ -11,19 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any, cast
 
 import anyio
 import httpx2
 import msgspec
 import openai
 import pytest
-from openai.types.chat import (
-    ChatCompletionMessageParam,
-    ChatCompletionToolChoiceOptionParam,
-    ChatCompletionToolUnionParam,
-)
 
+from bench.request_cost import sdk_arguments
 from realtime_cascade.providers.base import (
     Chunk,
     ConnectionLost,
@@ -35,7 +30,6 @@ from realtime_cascade.providers.base import (
 from realtime_cascade.providers.openai import (
     OpenAIProvider,
     OpenAIProviderConfig,
-    continuation_instruction,
 )
 
 KEY = "sk-test-request-shape-0123456789"
@@ -107,33 +101,10 @@ def provider(http: httpx2.AsyncClient, **fields: object) -> OpenAIProvider:
 
 
 async def sdk_create(client: openai.AsyncOpenAI, p: OpenAIProvider, request: TierRequest) -> None:
-    """What the provider sent before it built requests itself: ``create`` through the SDK."""
-    config = p.config
-    messages: list[dict[str, Any]] = [msgspec.to_builtins(m) for m in request.messages]
-    extra: dict[str, object] = {}
-    if request.prefix:
-        if config.prefix_mode == "assistant_prefix":
-            messages.append({"role": "assistant", "content": request.prefix})
-            extra = {"continue_final_message": True, "add_generation_prompt": False}
-        else:
-            messages.append({"role": "system", "content": continuation_instruction(request.prefix)})
-    extra.update(config.extra_body)
-    top = max(0, min(config.top_logprobs, request.top_logprobs))
+    """What the provider sent before it built requests itself: ``create`` through the SDK,
+    with the arguments ``bench.request_cost`` measures it with."""
     async with client.chat.completions.with_streaming_response.create(
-        model=config.model,
-        messages=cast(list[ChatCompletionMessageParam], messages),
-        stream=True,
-        stream_options={"include_usage": True},
-        logprobs=True if config.logprobs else openai.omit,
-        top_logprobs=top if config.logprobs else openai.omit,
-        tools=cast(list[ChatCompletionToolUnionParam], list(request.tools))
-        if request.tools
-        else openai.omit,
-        tool_choice=cast(ChatCompletionToolChoiceOptionParam, request.tool_choice)
-        if request.tool_choice is not None
-        else openai.omit,
-        max_tokens=request.max_tokens,
-        extra_body=extra,
+        **sdk_arguments(p, request)
     ) as response:
         await response.http_response.aread()
 
