@@ -110,8 +110,8 @@ class Timeline:
         return chars
 
 
-def _spread(text: str, duration_ms: float) -> tuple[Word, ...]:
-    """Word timings for a phrase whose synthesiser gave none: in proportion to characters."""
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of non-space characters in ``text``."""
     spans: list[tuple[int, int]] = []
     i = 0
     while i < len(text):
@@ -123,6 +123,12 @@ def _spread(text: str, duration_ms: float) -> tuple[Word, ...]:
         if j > i:
             spans.append((i, j))
         i = j
+    return spans
+
+
+def _spread(text: str, duration_ms: float) -> tuple[Word, ...]:
+    """Word timings for a phrase whose synthesiser gave none: in proportion to characters."""
+    spans = word_spans(text)
     total = sum(e - s for s, e in spans) or 1
     words: list[Word] = []
     t = 0.0

@@ -8,6 +8,7 @@ import anyio
 import numpy as np
 
 from realtime_cascade.audio.pcm import RATE, Samples
+from realtime_cascade.audio.speech import word_spans
 from realtime_cascade.audio.stt import TranscriptionError
 from realtime_cascade.audio.tts import SpeechChunk, SpeechError, Word
 
@@ -62,17 +63,7 @@ class FakeTts:
         self.spoken.append(text)
         n = len(text) * MS_PER_CHAR * RATE // 1000
         samples = np.full(n, 1000, dtype=np.int16)
-        words: list[Word] = []
-        i = 0
-        while i < len(text):
-            while i < len(text) and text[i].isspace():
-                i += 1
-            j = i
-            while j < len(text) and not text[j].isspace():
-                j += 1
-            if j > i:
-                words.append(Word(i, j, float(i * MS_PER_CHAR)))
-            i = j
+        words = [Word(i, j, float(i * MS_PER_CHAR)) for i, j in word_spans(text)]
         step = -(-n // self.chunks)
         for k in range(0, n, step):
             yield SpeechChunk(samples[k : k + step], tuple(words) if k == 0 else ())
