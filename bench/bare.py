@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import signal
 import sys
 import time
@@ -31,7 +30,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from realtime_cascade import config as config_mod
-from realtime_cascade import wire
+from realtime_cascade import loop, wire
 from realtime_cascade.core import TierSpec
 from realtime_cascade.providers.sim import SCRIPTS, SimProfile
 from realtime_cascade.providers.sim_upstream import resolve_script
@@ -270,10 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bare: no config {args.config}", file=sys.stderr)
         return 2
     tier, spec = load_tier(args.config, args.profile, args.tier)
-    uvloop = importlib.util.find_spec("uvloop") is not None
-    anyio.run(
-        _main, args.host, args.port, tier, spec, args.clock, backend_options={"use_uvloop": uvloop}
-    )
+    loop.run(_main, args.host, args.port, tier, spec, args.clock)
     return 0
 
 

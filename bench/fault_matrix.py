@@ -34,6 +34,7 @@ import anyio
 from websockets.asyncio.client import connect
 
 from realtime_cascade import config as config_mod
+from realtime_cascade import loop
 from realtime_cascade.providers.sim_upstream import SimUpstream
 from realtime_cascade.runtime import CascadeProfile
 from realtime_cascade.server import RealtimeServer
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def go() -> MatrixReport:
         return await run_matrix(kinds, concurrency=args.concurrency)
 
-    report = anyio.run(go, backend="asyncio", backend_options=_loop_options())
+    report = loop.run(go)
     if args.json:
         out = {
             "by_kind": report.by_kind(),
@@ -302,14 +303,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(render(report) + "\n")
     return 0 if report.all_clean else 1
-
-
-def _loop_options() -> dict[str, Any]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import anyio
 import msgspec
 
 from demos.booking.demo import add_demo_parser
 
 from . import config as config_mod
+from . import loop
 from .core import Action, Filler, Release
 from .eval.cli import add_eval_parser
 from .policy_cli import add_policy_parser
@@ -22,17 +22,6 @@ from .schema import add_schema_parser
 from .server import add_serve_parser
 from .trace import render, summary
 from .traces_cli import add_traces_parser
-
-
-def run_async(fn: object, *args: object) -> object:
-    """Run on uvloop where available (it is the faster loop; the runtime needs nothing else)."""
-    try:
-        import uvloop  # noqa: F401
-
-        options = {"use_uvloop": True}
-    except ImportError:
-        options = {}
-    return anyio.run(fn, *args, backend="asyncio", backend_options=options)  # type: ignore[arg-type]
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -64,7 +53,7 @@ def _ask(args: argparse.Namespace) -> int:
         finally:
             await profile.aclose()
 
-    trace = run_async(main)
+    trace = loop.run(main)
     if args.json:
         sys.stdout.write(msgspec.json.encode(summary(trace)).decode() + "\n")  # type: ignore[arg-type]
     else:

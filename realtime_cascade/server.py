@@ -47,7 +47,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from . import config as config_mod
-from . import wire
+from . import loop, wire
 from .admission import KeyLimits, client_identity
 from .governance import OPEN
 from .observe import NULL_OBSERVER, Observer
@@ -552,22 +552,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
         logging.getLogger("websockets").setLevel(logging.WARNING)
-    options: dict[str, object] = {}
-    try:
-        import uvloop  # noqa: F401
-
-        options["use_uvloop"] = True
-    except ImportError:
-        pass
-    anyio.run(
-        _serve_main,
-        cfg,
-        args.host,
-        args.port,
-        args.grace,
-        backend="asyncio",
-        backend_options=options,
-    )
+    loop.run(_serve_main, cfg, args.host, args.port, args.grace)
     return 0
 
 

@@ -55,6 +55,7 @@ import msgspec
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteStream
 
+from .. import loop
 from .base import Message, TierRequest
 from .openai import parse_continuation_instruction
 from .sim import SCRIPTS, Script, SimProfile, SimStep, schedule
@@ -990,9 +991,7 @@ def run_sim_upstream(args: argparse.Namespace) -> int:
             )
 
     try:
-        # uvloop where installed (a runtime dependency except on Windows).
-        uvloop = importlib.util.find_spec("uvloop") is not None
-        anyio.run(run, backend_options={"use_uvloop": uvloop})
+        loop.run(run)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
