@@ -53,12 +53,24 @@ def client_identity(
     return f"addr_{host}"
 
 
-class _Bucket:
-    __slots__ = ("last", "tokens")
+class TokenBucket:
+    """An event rate limit: ``rate`` a second, bursts up to ``burst``."""
 
-    def __init__(self, tokens: float, last: float) -> None:
-        self.tokens = tokens
-        self.last = last
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 class KeyLimits:
@@ -69,7 +81,7 @@ class KeyLimits:
         self.rate = events_per_second
         self.burst = max(1.0, events_per_second)
         self._sessions: dict[str, int] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def sessions(self, identity: str) -> int:
         return self._sessions.get(identity, 0)
@@ -98,13 +110,8 @@ class KeyLimits:
             return True
         bucket = self._buckets.get(identity)
         if bucket is None:
-            bucket = self._buckets[identity] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.last) * self.rate)
-        bucket.last = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return True
-        return False
+            bucket = self._buckets[identity] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
 
     @property
     def identities(self) -> int:

@@ -48,7 +48,7 @@ from websockets.typing import Subprotocol
 
 from . import config as config_mod
 from . import loop, wire
-from .admission import KeyLimits, client_identity
+from .admission import KeyLimits, TokenBucket, client_identity
 from .governance import OPEN
 from .observe import NULL_OBSERVER, Observer
 from .ops import Operations
@@ -113,24 +113,6 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
         return False
     _, _, origin_host = origin.partition("://")
     return origin_host == host
-
-
-class TokenBucket:
-    """A per-session event rate limit: ``rate`` a second, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._last = now
-
-    def take(self, now: float) -> bool:
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 # --- the send queue -------------------------------------------------------------------------------
