@@ -20,6 +20,7 @@ run: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/ruff check realtime_cascade demos tests bench
 	$(BIN)/mypy --strict realtime_cascade demos
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 bench: $(STAMP)

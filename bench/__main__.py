@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mix",
         choices=["auto", "booking", "generic"],
         default="auto",
-        help="scenario mix (auto: booking when demos.booking is there)",
+        help="scenario mix (auto: booking when realtime_cascade.demos.booking is there)",
     )
     p.add_argument(
         "--max-turns",

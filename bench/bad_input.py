@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime_cascade import config as config_mod
 from realtime_cascade import wire
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .fuzzing import categories, deep, load_schema, sample
 

@@ -34,7 +34,8 @@ from realtime_cascade import loop, wire
 from realtime_cascade.core import TierSpec
 from realtime_cascade.providers.sim import SCRIPTS, SimProfile
 from realtime_cascade.providers.sim_upstream import resolve_script
-from realtime_cascade.session import Conversation, chat_tools
+from realtime_cascade.server.conversation import Conversation
+from realtime_cascade.server.settings import chat_tools
 
 from .ideal import TierSim, tier_schedule
 

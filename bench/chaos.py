@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import httpx2
 
 from realtime_cascade.core import BudgetParams, CascadeParams, TierSpec
-from realtime_cascade.health import BreakerParams
 from realtime_cascade.providers.base import Chunk, Provider, TierRequest
+from realtime_cascade.providers.health import BreakerParams
 from realtime_cascade.providers.openai import OpenAIProvider, OpenAIProviderConfig
 from realtime_cascade.providers.sim import SimProfile
 from realtime_cascade.runtime import CascadeProfile

@@ -30,12 +30,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from realtime_cascade import wire
 from realtime_cascade.providers.base import Message
-from realtime_cascade.session import Conversation as Mirror
-from realtime_cascade.session import chat_tools, merge_overrides
+from realtime_cascade.server.conversation import Conversation as Mirror
+from realtime_cascade.server.settings import chat_tools, merge_overrides
 
 from .scenarios import Conversation, Mix
 
-MAX_TOOL_CALLS = 6  # per user turn, as demos.booking.agent.AgentLimits
+MAX_TOOL_CALLS = 6  # per user turn, as realtime_cascade.demos.booking.agent.AgentLimits
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from realtime_cascade import config as config_mod
 from realtime_cascade import loop
 from realtime_cascade.providers.sim_upstream import SimUpstream
 from realtime_cascade.runtime import CascadeProfile
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .chaos import EASY, FAST_PROFILES, FAULT_KINDS, HARD, FaultKind, fault_profile, kinds_by_name
 

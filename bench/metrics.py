@@ -44,7 +44,7 @@ import msgspec
 
 from realtime_cascade import wire
 from realtime_cascade.core import CascadeParams, TierSpec, Verifier
-from realtime_cascade.session import apply_overrides
+from realtime_cascade.server.settings import apply_overrides
 
 from .client import CancelRecord, ResponseRecord, TurnRecord
 from .ideal import Ideal, TierSim, replay_bare, replay_turn, tier_schedule

@@ -231,7 +231,7 @@ def upstream_argv(
     """``realtime-cascade sim-upstream`` serving ``tiers``, keeping ``clock`` time
     (``absolute``: each token due at the stream's start plus its offset; ``relative``: one
     sleep per gap, lateness accumulating)."""
-    module = "realtime_cascade.providers.sim_upstream"
+    module = "realtime_cascade.cli.sim_upstream"
     argv = [sys.executable, "-m", module, "--port", str(port), "--clock", clock]
     for name, fields in tiers:
         spec = ",".join([f"name={name}", *(f"{k}={v}" for k, v in fields.items())])

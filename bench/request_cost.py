@@ -81,8 +81,8 @@ ASSISTANT = "Friday at 19:30 for {n} is available at the riverside room. Shall I
 
 def _tools() -> tuple[dict[str, object], ...]:
     """The booking demo's tools where the demo is there, else one of the same shape."""
-    if importlib.util.find_spec("demos.booking") is not None:
-        from demos.booking.tools import TOOLS
+    if importlib.util.find_spec("realtime_cascade.demos.booking") is not None:
+        from realtime_cascade.demos.booking.tools import TOOLS
 
         return tuple(TOOLS)
     schema = {

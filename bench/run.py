@@ -292,7 +292,7 @@ async def inprocess_services(
     import anyio
 
     from realtime_cascade.providers.sim_upstream import SimUpstream
-    from realtime_cascade.server import RealtimeServer
+    from realtime_cascade.server.app import RealtimeServer
 
     from .bare import load_tier, serve_bare
 

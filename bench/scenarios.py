@@ -4,7 +4,7 @@ A :class:`Mix` is a list of conversations plus what a client needs to play them:
 per conversation, the instructions and tools to send, a tool executor, and the ground truth
 check of each user turn.
 
-- ``booking`` (``demos.booking``): the multi-turn booking conversations with their ground
+- ``booking`` (the booking demo): the multi-turn booking conversations with their ground
   truth (the store's bookings after the turn, facts the reply must contain), the tools executed
   client-side against each conversation's own store, and the booking profile's config.
 - ``generic`` (fallback): single-turn requests for the embedded default profile, easy and hard
@@ -81,10 +81,10 @@ class Mix:
 
 
 def booking_mix() -> Mix:
-    from demos.booking.agent import system_prompt
-    from demos.booking.domain import Store
-    from demos.booking.scenarios import SUITE, check
-    from demos.booking.tools import TOOLS, execute
+    from realtime_cascade.demos.booking.agent import system_prompt
+    from realtime_cascade.demos.booking.domain import Store
+    from realtime_cascade.demos.booking.scenarios import SUITE, check
+    from realtime_cascade.demos.booking.tools import TOOLS, execute
 
     convs = tuple(
         Conversation(c.id, tuple(UserTurn(t.text, t.hard, t.expect) for t in c.turns))
@@ -145,7 +145,7 @@ def generic_mix() -> Mix:
 
 
 def load_mix(name: str = "auto") -> Mix:
-    """``booking``, ``generic``, or ``auto`` (booking when ``demos.booking`` imports)."""
+    """``booking``, ``generic``, or ``auto`` (booking when the booking demo imports)."""
     if name == "generic":
         return generic_mix()
     try:

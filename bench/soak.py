@@ -51,10 +51,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.health import BreakerParams
+from realtime_cascade.providers.health import BreakerParams
 from realtime_cascade.providers.sim import SimProfile
 from realtime_cascade.providers.sim_upstream import SimUpstream
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .chaos import EASY, HARD, ChaosProvider, chaos_profile, fault_params
 

@@ -43,7 +43,7 @@ from realtime_cascade import config as config_mod
 from realtime_cascade.audio.pcm import RATE, encode_b64
 from realtime_cascade.audio.stt import PocketsphinxTranscriber
 from realtime_cascade.audio.tts import EspeakSynthesizer
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .stats import summarize
 

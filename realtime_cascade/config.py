@@ -27,16 +27,10 @@ from .core import (
     PolicyParams,
     TierSpec,
 )
-from .health import BreakerParams
-from .ops_config import (
-    AuditConfig,
-    KeyConfig,
-    KeyPolicy,
-    MetricsConfig,
-    TelemetryConfig,
-)
-from .ops_config import check as check_ops
+from .observe.config import AuditConfig, KeyConfig, KeyPolicy, MetricsConfig, TelemetryConfig
+from .observe.config import check as check_ops
 from .providers.base import Provider
+from .providers.health import BreakerParams
 from .providers.openai import MissingAPIKey, OpenAIProvider, OpenAIProviderConfig
 from .providers.sim import SimProfile, SimProvider
 from .runtime import CascadeProfile

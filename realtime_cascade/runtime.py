@@ -33,8 +33,8 @@ from .core import (
     TurnTrace,
     Verifier,
 )
-from .health import BreakerParams, ProviderHealth
 from .providers.base import Chunk, Message, Provider, ProviderError, TierRequest
+from .providers.health import BreakerParams, ProviderHealth
 
 if TYPE_CHECKING:
     from .audio.config import Speech

@@ -15,7 +15,7 @@ Two caps, each a traced :class:`AgentDecision` and a spoken sentence (never sile
   work the budget cannot pay for; once it is spent the agent says so instead of starting.
 
 :class:`AgentLoop` is that loop, once; :class:`Agent` runs its steps in-process and
-:class:`~demos.booking.wsagent.WsAgent` over a Realtime connection.
+:class:`~.wsagent.WsAgent` over a Realtime connection.
 """
 
 from __future__ import annotations

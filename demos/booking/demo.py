@@ -5,8 +5,8 @@ first, escalating when the monitor or the verifier says so), light-only (``max_t
 strong-only (``first_tier`` = the last tier). Each conversation has its own store.
 
 By default every conversation goes over its own WebSocket connection to a server started
-in-process on a free port (:mod:`demos.booking.wsagent`); ``--inprocess`` drives the runtime
-directly (:mod:`demos.booking.agent`), where each policy also gets its own profile and the
+in-process on a free port (:mod:`.wsagent`); ``--inprocess`` drives the runtime
+directly (:mod:`.agent`), where each policy also gets its own profile and the
 verifier is bound to the conversation's store.
 """
 
@@ -25,7 +25,13 @@ import msgspec
 from realtime_cascade import config as config_mod
 from realtime_cascade.trace import TurnTrace
 
-from .agent import Agent, AgentLimits, Policy, TurnResult, session_profile
+from .agent import (
+    Agent,
+    AgentLimits,
+    Policy,
+    TurnResult,
+    session_profile,
+)
 from .domain import Store
 from .scenarios import SUITE, Conversation, check
 from .wsagent import WsAgent
@@ -197,7 +203,7 @@ async def play_all(
                 tg.start_soon(one, p)
         return out
 
-    from realtime_cascade.server import RealtimeServer
+    from realtime_cascade.server.app import RealtimeServer
 
     async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
         url = server.url(PROFILE)

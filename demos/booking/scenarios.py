@@ -1,6 +1,6 @@
 """The scenario suite: multi-turn booking conversations with ground truth for every user turn.
 
-Each conversation starts from the seeded world (a fresh :class:`~demos.booking.domain.Store`).
+Each conversation starts from the seeded world (a fresh :class:`~.domain.Store`).
 A turn succeeds when, after it, the store holds the expected bookings (a subset of fields per
 booking id) and what the user heard contains every expected fact. ``hard`` marks turns that
 need more than the light tier has: several constraints, intents or edits at once, a condition,

@@ -4,7 +4,7 @@ Each call writes one step of the agent loop: it reads the conversation (the user
 tool results so far), plans the user's request to its end with the tool calls it still needs,
 and says the next one — a tool call, or the reply once nothing is left to call.
 
-The model of difficulty (see the README): a request has a :func:`~demos.booking.nlu.difficulty`.
+The model of difficulty (see the README): a request has a :func:`~.nlu.difficulty`.
 
 - The strong tier (skill ≥ difficulty) reads the whole request and knows the domain's rules
   (party sizes, fare rules, real dates, full slots); it is always sure.

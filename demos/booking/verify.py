@@ -9,10 +9,11 @@ is caught by the domain, not by its logprobs.
 
 Two ways to bind it:
 
-- ``demos.booking.verify:verify`` (module level, for ``verifiers = [...]`` in a config) checks
+- ``realtime_cascade.demos.booking.verify:verify`` (module level, for ``verifiers = [...]``
+  in a config) checks
   against the seeded world only: it knows the seed's bookings and full slots, and lets through
   what it cannot know (a booking made earlier in the session) for the executor to judge.
-- :func:`make_verifier` binds a live :class:`~demos.booking.domain.Store`, for an agent that
+- :func:`make_verifier` binds a live :class:`~.domain.Store`, for an agent that
   owns the session's state (the in-process demo): then "the slot is free" is exact.
 """
 

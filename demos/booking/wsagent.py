@@ -5,7 +5,7 @@ The client speaks the OpenAI Realtime GA events: ``session.update`` (instruction
 ``conversation.item.create`` + ``response.create`` per user turn, and once a response that
 called tools is done it executes each ``response.function_call_arguments.done`` against its own
 store, adds a ``function_call_output`` item per call and asks for the next step. The loop and its
-caps are :class:`demos.booking.agent.AgentLoop`'s: a traced decision and a sentence (added to the
+caps are :class:`~.agent.AgentLoop`'s: a traced decision and a sentence (added to the
 conversation as an assistant message, so the history says what the user heard).
 """
 
@@ -20,7 +20,14 @@ from websockets.asyncio.client import ClientConnection
 from realtime_cascade.core import ToolCallRecord
 from realtime_cascade.trace import TurnTrace
 
-from .agent import AgentLimits, AgentLoop, Policy, ToolRun, TurnLog, system_prompt
+from .agent import (
+    AgentLimits,
+    AgentLoop,
+    Policy,
+    ToolRun,
+    TurnLog,
+    system_prompt,
+)
 from .domain import Store
 from .tools import TOOLS
 

@@ -1,7 +1,7 @@
 """A session's audio input: the buffer, server VAD, commits, transcription, barge-in.
 
-:class:`AudioSession` is the part of a :class:`~realtime_cascade.session.Session` that handles
-``input_audio_buffer.append`` / ``.commit`` / ``.clear``. It owns the input buffer (24 kHz
+:class:`AudioSession` is the part of a session (:mod:`realtime_cascade.server.session`) that
+handles ``input_audio_buffer.append`` / ``.commit`` / ``.clear``. It owns the input buffer (24 kHz
 PCM16; other client rates are resampled on the way in) and a :class:`~.vad.Vad`, and talks to
 its session only through the callbacks it is given (no import of the session module).
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 import anyio
 import msgspec
@@ -38,12 +38,9 @@ from anyio.abc import TaskGroup
 from .. import wire
 from .config import Speech
 from .pcm import MAX_RATE, MIN_RATE, RATE, PcmError, Resampler, Samples, decode_b64, ms_of
-from .speech import SpeechTrack, Timelines
+from .speech import Timelines
 from .stt import TranscriptionError
 from .vad import SpeechStarted, SpeechStopped, Vad, VadParams
-
-if TYPE_CHECKING:
-    from ..session import Conversation, IdFactory, ResponseBuilder, Send
 
 log = logging.getLogger(__name__)
 
@@ -317,33 +314,10 @@ class AudioSession:
             )
         return timeline.heard(audio_end_ms)
 
-    def voice_builder(
-        self,
-        response: wire.ResponseObject,
-        writer: wire.EventWriter,
-        send: Send,
-        conversation: Conversation | None,
-        tier_names: list[str],
-        ids: IdFactory,
-    ) -> ResponseBuilder:
-        """The builder of a spoken response (``output_modalities: ["audio"]``)."""
-        from .response import VoiceResponseBuilder  # it subclasses the session's builder
-
-        s = self.settings
-        track = SpeechTrack(
-            self.speech.tts, writer, send, response.id, voice=s.voice, speed=s.speed
-        )
-        return VoiceResponseBuilder(
-            response,
-            writer,
-            send,
-            conversation,
-            tier_names,
-            ids,
-            track=track,
-            timelines=self.timelines,
-            task_group=self._tg,
-        )
+    @property
+    def task_group(self) -> TaskGroup:
+        """The session's task group (spoken responses queue their synthesis in it)."""
+        return self._tg
 
     # -- internals
 

@@ -11,7 +11,7 @@ import pytest
 from realtime_cascade import config as config_mod
 from realtime_cascade.audio.config import Speech
 from realtime_cascade.audio.pcm import RATE, encode_b64, resample
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 from tests.server.helpers import Raw, raw, text_of, user_item
 
 from .fakes import MS_PER_CHAR, FakeStt, FakeTts, silence, tone

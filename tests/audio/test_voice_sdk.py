@@ -19,14 +19,14 @@ from typing import Any
 import anyio
 import pytest
 from openai import AsyncOpenAI
+from realtime_cascade.demos.booking.agent import system_prompt
+from realtime_cascade.demos.booking.domain import Store
+from realtime_cascade.demos.booking.tools import execute
+from realtime_cascade.demos.booking.wsagent import realtime_tools
 
-from demos.booking.agent import system_prompt
-from demos.booking.domain import Store
-from demos.booking.tools import execute
-from demos.booking.wsagent import realtime_tools
 from realtime_cascade import config as config_mod
 from realtime_cascade.audio.pcm import RATE
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .speech import BARGE_IN, REQUEST, chunks_b64, speak
 

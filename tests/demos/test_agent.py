@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import anyio
 import msgspec
-
-from demos.booking.agent import (
+from realtime_cascade.demos.booking.agent import (
     BUDGET_SENTENCE,
     Agent,
     AgentLimits,
@@ -14,12 +13,13 @@ from demos.booking.agent import (
     TurnResult,
     session_profile,
 )
-from demos.booking.demo import CONFIG, PROFILE
-from demos.booking.domain import Store
-from demos.booking.script import _ACKS
-from demos.booking.wsagent import WsAgent
+from realtime_cascade.demos.booking.demo import CONFIG, PROFILE
+from realtime_cascade.demos.booking.domain import Store
+from realtime_cascade.demos.booking.script import _ACKS
+from realtime_cascade.demos.booking.wsagent import WsAgent
+
 from realtime_cascade import config
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 STRONG = Policy("strong-only", 1, 1)
 CFG = config.load(CONFIG)

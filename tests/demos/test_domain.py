@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from realtime_cascade.demos.booking.domain import (
+    PolicyViolation,
+    SlotUnavailable,
+    Store,
+    parse_date,
+)
+from realtime_cascade.demos.booking.tools import TOOLS, ToolArgumentError, decode_arguments, execute
+from realtime_cascade.demos.booking.verify import check_call, make_verifier, verify
 
-from demos.booking.domain import PolicyViolation, SlotUnavailable, Store, parse_date
-from demos.booking.tools import TOOLS, ToolArgumentError, decode_arguments, execute
-from demos.booking.verify import check_call, make_verifier, verify
 from realtime_cascade.core import Answer, ToolCallRecord
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import msgspec
+from realtime_cascade.demos.booking.script import _ACKS, SCRIPT, Call, narration
+from realtime_cascade.demos.booking.tools import TOOLS
+from realtime_cascade.demos.booking.verify import verify
 
-from demos.booking.script import _ACKS, SCRIPT, Call, narration
-from demos.booking.tools import TOOLS
-from demos.booking.verify import verify
 from realtime_cascade.core import Answer, ToolCallRecord
 from realtime_cascade.providers.base import Message, TierRequest
 from realtime_cascade.providers.sim import Reply, tokenize

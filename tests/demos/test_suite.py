@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import anyio
+from realtime_cascade.demos.booking.demo import (
+    CONFIG,
+    PROFILE,
+    TurnReport,
+    play_all,
+    summarize,
+    summary_json,
+)
+from realtime_cascade.demos.booking.scenarios import SUITE
 
-from demos.booking.demo import CONFIG, PROFILE, TurnReport, play_all, summarize, summary_json
-from demos.booking.scenarios import SUITE
 from realtime_cascade import config
 
 

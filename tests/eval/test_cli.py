@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from realtime_cascade.eval.cli import main
+from realtime_cascade.cli.eval import main
 
 from .test_deferral import HEADER, SPLIT_ROWS
 

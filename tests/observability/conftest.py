@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.observe import Observer
-from realtime_cascade.ops_config import AUDIT_ENV
+from realtime_cascade.observe.config import AUDIT_ENV
+from realtime_cascade.observe.observer import Observer
 from realtime_cascade.runtime import CascadeProfile
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RealtimeServer]]
 

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.audit import (
+from realtime_cascade.observe.audit import (
     AuditLog,
     AuditReadError,
     AuditRecord,
@@ -25,7 +25,7 @@ from realtime_cascade.audit import (
     read_records,
     upstream_secrets,
 )
-from realtime_cascade.ops_config import AUDIT_ENV, AuditConfig, audit_with_env
+from realtime_cascade.observe.config import AUDIT_ENV, AuditConfig, audit_with_env
 from realtime_cascade.providers.base import Chunk, RateLimited, TierRequest
 from realtime_cascade.runtime import CascadeProfile
 
@@ -183,7 +183,7 @@ def test_file_sink_rotates_by_size(tmp_path: Path) -> None:
 
 
 def record(i: int) -> AuditRecord:
-    from realtime_cascade.audit import AuditBudgets
+    from realtime_cascade.observe.audit import AuditBudgets
 
     return AuditRecord(
         v=1,
@@ -278,7 +278,7 @@ async def test_env_var_reaches_a_server(
 
 
 def test_serve_takes_an_audit_path() -> None:
-    from realtime_cascade.cli import build_parser
+    from realtime_cascade.cli.main import build_parser
 
     assert build_parser().parse_args(["serve", "--audit", "a.jsonl"]).audit == "a.jsonl"
     assert build_parser().parse_args(["serve"]).audit is None

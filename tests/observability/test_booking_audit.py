@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from realtime_cascade import cli
-from realtime_cascade.ops_config import AUDIT_ENV
-from realtime_cascade.traces_cli import add_traces_parser
+from realtime_cascade.cli.main import main as cli_main
+from realtime_cascade.cli.traces import add_traces_parser
+from realtime_cascade.observe.config import AUDIT_ENV
 
 GROUPS = {"cascade": "light..strong", "light_only": "light..light", "strong_only": "strong..strong"}
 
@@ -36,7 +36,7 @@ def test_demo_summary_matches_its_audit_log(
 ) -> None:
     log = tmp_path / "audit.jsonl"
     monkeypatch.setenv(AUDIT_ENV, str(log))
-    assert cli.main(["demo", "--json"]) == 0
+    assert cli_main(["demo", "--json"]) == 0
     demo: dict[str, Any] = json.loads(capsys.readouterr().out)
     print_summary(log)
     audit: dict[str, Any] = json.loads(capsys.readouterr().out)

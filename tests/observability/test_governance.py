@@ -12,10 +12,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.audit import read_records
-from realtime_cascade.governance import Governor, KeyTable
-from realtime_cascade.ops_config import AuditConfig, KeyConfig, KeyPolicy
-from realtime_cascade.policy_cli import add_policy_parser
+from realtime_cascade.cli.policy import add_policy_parser
+from realtime_cascade.observe.audit import read_records
+from realtime_cascade.observe.config import AuditConfig, KeyConfig, KeyPolicy
+from realtime_cascade.observe.governance import Governor, KeyTable
 
 from .conftest import ServerFactory
 from .helpers import BOOK, HARD, client, trace_of

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.metrics import Metrics
-from realtime_cascade.ops_config import MetricsConfig
+from realtime_cascade.observe.config import MetricsConfig
+from realtime_cascade.observe.metrics import Metrics
 from realtime_cascade.providers.base import Chunk, RateLimited, TierRequest
 from realtime_cascade.runtime import CascadeProfile
 

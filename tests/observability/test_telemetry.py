@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from realtime_cascade.ops_config import TelemetryConfig
-from realtime_cascade.telemetry import Telemetry, build_provider
+from realtime_cascade.observe.config import TelemetryConfig
+from realtime_cascade.observe.telemetry import Telemetry, build_provider
 
 from .conftest import ServerFactory
 from .helpers import BOOK, HARD, client, trace_of
@@ -141,7 +141,7 @@ def test_zero_cost_when_off() -> None:
     code = """
 import sys, anyio
 from realtime_cascade import config as config_mod
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 from websockets.asyncio.client import connect
 import json
 

@@ -11,10 +11,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from realtime_cascade.audit import AuditBudgets, AuditRecord
+from realtime_cascade.cli.traces import add_traces_parser, parse_since
 from realtime_cascade.core import AttemptTrace, DecisionRecord, Scores, TurnTrace
-from realtime_cascade.traces_cli import add_traces_parser, parse_since
-from realtime_cascade.tracestats import percentile, reason_template, summarize
+from realtime_cascade.observe.audit import AuditBudgets, AuditRecord
+from realtime_cascade.observe.tracestats import percentile, reason_template, summarize
 
 T0 = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
 TIERS = ("light", "strong")

@@ -14,19 +14,18 @@ import msgspec
 import openai
 import pytest
 
-from realtime_cascade.providers import sim_upstream
+from realtime_cascade.cli.sim_upstream import add_sim_upstream_parser, main, parse_profile
 from realtime_cascade.providers.base import Message, TierRequest
 from realtime_cascade.providers.sim import SCRIPTS, SimProfile, SimStep, schedule
 from realtime_cascade.providers.sim_upstream import (
+    Clock,
     Fault,
     FaultError,
     SimUpstream,
     StreamClock,
-    add_sim_upstream_parser,
-    main,
     parse_fault,
-    parse_profile,
     serve_sim_upstream,
+    shapes,
 )
 
 from .conftest import FAST, RunningUpstream
@@ -179,7 +178,7 @@ def test_relative_clock_sleeps_each_gap() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("clock", ["absolute", "relative"])
 async def test_slow_sends_delay_one_token_only_on_the_absolute_clock(
-    monkeypatch: pytest.MonkeyPatch, clock: sim_upstream.Clock
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     """Each token's send blocks the loop for 4 ms: on the absolute clock the reply still ends
     on schedule (give or take one send); on the relative clock every send pushes the rest."""
@@ -188,13 +187,13 @@ async def test_slow_sends_delay_one_token_only_on_the_absolute_clock(
     steps = schedule(profile, "m", SCRIPTS["generic"], request)
     scheduled_s = sum(s.delay for s in steps)
     block_s = 0.004
-    stock = sim_upstream._Reply.step_chunk
+    stock = shapes.ChatReply.step_chunk
 
-    def slow_step_chunk(self: sim_upstream._Reply, step: SimStep) -> bytes:
+    def slow_step_chunk(self: shapes.ChatReply, step: SimStep) -> bytes:
         time.sleep(block_s)  # a slow send: blocks the event loop
         return stock(self, step)
 
-    monkeypatch.setattr(sim_upstream._Reply, "step_chunk", slow_step_chunk)
+    monkeypatch.setattr(shapes.ChatReply, "step_chunk", slow_step_chunk)
     upstream = SimUpstream({"m": profile}, clock=clock)
     async with anyio.create_task_group() as tg:
         port = await tg.start(upstream.serve, "127.0.0.1", 0)
@@ -382,7 +381,7 @@ def test_cli_parser_hookup() -> None:
 def test_cli_serves() -> None:
     """``python -m …sim_upstream --port 0`` binds, says where, and answers."""
     with subprocess.Popen(
-        [sys.executable, "-m", "realtime_cascade.providers.sim_upstream", "--port", "0"],
+        [sys.executable, "-m", "realtime_cascade.cli.sim_upstream", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:

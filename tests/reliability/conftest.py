@@ -17,7 +17,7 @@ from realtime_cascade import config as config_mod
 from realtime_cascade.providers.sim import SimProfile
 from realtime_cascade.providers.sim_upstream import SimUpstream
 from realtime_cascade.runtime import CascadeProfile
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 # the raw WebSocket client is the server tests' one
 from ..server.helpers import Raw, raw, text_of, user_item

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.chaos import fault_params, http_provider
 from realtime_cascade.runtime import CascadeProfile
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .conftest import (
     BOOK,

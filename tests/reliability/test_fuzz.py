@@ -30,7 +30,8 @@ from realtime_cascade import wire
 from realtime_cascade.core import CascadeParams, TierSpec
 from realtime_cascade.providers.sim import SimProfile, SimProvider
 from realtime_cascade.runtime import CascadeProfile
-from realtime_cascade.session import Conversation, Session
+from realtime_cascade.server.conversation import Conversation
+from realtime_cascade.server.session import Session
 
 SCHEMA = load_schema()
 EVENTS = SchemaStrategies(SCHEMA).events()

@@ -10,7 +10,6 @@ import anyio
 import pytest
 
 from bench.chaos import EASY, fault_params, http_provider
-from realtime_cascade.health import BreakerParams, CircuitBreaker, ProviderHealth
 from realtime_cascade.providers.base import (
     ConnectionLost,
     MalformedStream,
@@ -18,6 +17,7 @@ from realtime_cascade.providers.base import (
     RateLimited,
     UpstreamStatus,
 )
+from realtime_cascade.providers.health import BreakerParams, CircuitBreaker, ProviderHealth
 from realtime_cascade.runtime import CascadeProfile, TurnRequest, TurnRunner
 
 from .conftest import ServerFactory, UpstreamFactory, raw

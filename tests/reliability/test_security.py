@@ -20,10 +20,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bench.chaos import fault_params
-from realtime_cascade import admission, schema
 from realtime_cascade.providers.openai import OpenAIProvider, OpenAIProviderConfig
 from realtime_cascade.runtime import CascadeProfile
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server import admission
+from realtime_cascade.server.app import RealtimeServer
+from realtime_cascade.wire import schema
 
 from .conftest import BOOK, HARD, ServerFactory, UpstreamFactory, raw, user_item
 

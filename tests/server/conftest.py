@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RealtimeServer]]
 

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
 
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 BOOK = "Book a table for two at 7pm tonight."
 HARD = (

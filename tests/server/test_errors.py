@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from realtime_cascade.server import HARD_FRAME_FACTOR, RealtimeServer
+from realtime_cascade.server.app import HARD_FRAME_FACTOR, RealtimeServer
 
 from .conftest import ServerFactory
 from .helpers import BOOK, HARD, Raw, raw, text_of, user_item

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from realtime_cascade import wire
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .helpers import BOOK, Raw, user_item
 

@@ -18,8 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.admission import TokenBucket
-from realtime_cascade.server import RealtimeServer, authorized, origin_allowed
+from realtime_cascade.server.admission import TokenBucket
+from realtime_cascade.server.app import RealtimeServer, authorized, origin_allowed
 
 from .conftest import ServerFactory
 from .helpers import BOOK, HARD, Raw, raw, text_of, user_item

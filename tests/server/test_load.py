@@ -7,7 +7,7 @@ import time
 import anyio
 import pytest
 
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .helpers import BOOK, raw, text_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from realtime_cascade.schema import schemas, write_schema
+from realtime_cascade.wire.schema import schemas, write_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "protocols" / "schema"
 
@@ -14,7 +14,7 @@ def test_checked_in_schema_is_current() -> None:
         path = SCHEMA_DIR / name
         assert path.exists() and path.read_bytes() == data, (
             f"{path} is out of date: run `realtime-cascade schema --out protocols/schema` "
-            "(or `python -m realtime_cascade.schema --out protocols/schema`)"
+            "(or `realtime-cascade schema --out protocols/schema`)"
         )
     assert {p.name for p in SCHEMA_DIR.glob("*.json")} == set(schemas())
 

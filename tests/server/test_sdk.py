@@ -10,7 +10,7 @@ import anyio
 import pytest
 from openai import AsyncOpenAI
 
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 from .helpers import BOOK, HARD
 

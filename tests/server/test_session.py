@@ -21,15 +21,10 @@ from realtime_cascade.core import (
     ReleaseToolCall,
 )
 from realtime_cascade.providers.base import Message
-from realtime_cascade.session import (
-    Conversation,
-    ResponseBuilder,
-    SessionError,
-    Settings,
-    apply_overrides,
-    chat_tools,
-    merge_overrides,
-)
+from realtime_cascade.server.conversation import Conversation
+from realtime_cascade.server.errors import SessionError
+from realtime_cascade.server.response import ResponseBuilder
+from realtime_cascade.server.settings import Settings, apply_overrides, chat_tools, merge_overrides
 
 
 def ids() -> Any:

@@ -19,7 +19,7 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from realtime_cascade import config as config_mod
-from realtime_cascade.server import RealtimeServer
+from realtime_cascade.server.app import RealtimeServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

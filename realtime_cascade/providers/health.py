@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .providers.base import ProviderError, RateLimited, UpstreamStatus
+from .base import ProviderError, RateLimited, UpstreamStatus
 
 BreakerState = Literal["closed", "open", "half_open"]
 

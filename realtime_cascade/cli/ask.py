@@ -1,30 +1,21 @@
-"""``realtime-cascade``: the command line."""
+"""``realtime-cascade ask``: one turn in-process, its released text streamed, then its trace."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 import msgspec
 
-from demos.booking.demo import add_demo_parser
-
-from . import config as config_mod
-from . import loop
-from .core import Action, Filler, Release
-from .eval.cli import add_eval_parser
-from .policy_cli import add_policy_parser
-from .providers.base import Message
-from .providers.sim_upstream import add_sim_upstream_parser
-from .runtime import TurnRequest, TurnRunner
-from .schema import add_schema_parser
-from .server import add_serve_parser
-from .trace import render, summary
-from .traces_cli import add_traces_parser
+from .. import config as config_mod
+from .. import loop
+from ..core import Action, Filler, Release
+from ..providers.base import Message
+from ..runtime import TurnRequest, TurnRunner
+from ..trace import render, summary
 
 
-def _ask(args: argparse.Namespace) -> int:
+def run_ask(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     profile = config_mod.build_profile(cfg, args.profile)
     messages = []
@@ -61,10 +52,7 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="realtime-cascade", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_ask_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ask = sub.add_parser("ask", help="run one turn in-process and print the released text")
     ask.add_argument("text")
     ask.add_argument("--config", default=None, help="TOML config (default: the embedded sim tiers)")
@@ -72,26 +60,4 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--system", default=None, help="system instructions")
     ask.add_argument("--seed", type=int, default=0)
     ask.add_argument("--json", action="store_true", help="print one JSON object")
-    ask.set_defaults(func=_ask)
-
-    add_serve_parser(sub)
-    add_sim_upstream_parser(sub)
-    add_schema_parser(sub)
-    add_eval_parser(sub)
-    add_demo_parser(sub)
-    add_traces_parser(sub)
-    add_policy_parser(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except config_mod.ConfigError as exc:
-        sys.stderr.write(f"realtime-cascade: config error: {exc}\n")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    ask.set_defaults(func=run_ask)

@@ -3,14 +3,14 @@
     GET /v1/realtime?model=PROFILE   WebSocket; the Realtime-compatible protocol (protocols/)
     GET /healthz                     200 JSON while serving, 503 while shutting down
     GET /metrics                     Prometheus text (realtime_cascade.metrics; [metrics])
-    GET /anything-else               static files (ServerConfig.static_dir, else demos/web)
+    GET /anything-else               static files (ServerConfig.static_dir, else the demo page)
 
 Admission happens before the WebSocket handshake (``process_request``), so a refused client
 costs an HTTP response and nothing more: 401 for a missing or wrong bearer key, 403 for a
 browser Origin not on the allow-list, 503 at the session limit or while shutting down.
 
 Per connection, three tasks share one task group: the reader (decode, rate-limit, dispatch to
-the :class:`~realtime_cascade.session.Session`), the writer (drains the bounded send queue
+the :class:`~.session.Session`), the writer (drains the bounded send queue
 into the socket) and a watcher that closes the connection (1013) when the queue overflows.
 The session never awaits the socket: a slow client fills only its own queue, and is then
 dropped rather than allowed to grow memory or stall anyone else.
@@ -22,17 +22,14 @@ websockets itself (close 1009) before it is buffered whole.
 
 from __future__ import annotations
 
-import argparse
-import gc
 import ipaddress
 import json
 import logging
 import mimetypes
-import signal
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -45,14 +42,15 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from . import config as config_mod
-from . import loop, wire
+from .. import config as config_mod
+from .. import wire
+from ..observe.governance import OPEN
+from ..observe.observer import NULL_OBSERVER, Observer
+from ..runtime import CascadeProfile
 from .admission import KeyLimits, TokenBucket, client_identity, matched_key
-from .governance import OPEN
-from .observe import NULL_OBSERVER, Observer
+from .conversation import IdFactory, new_id
 from .ops import Operations
-from .runtime import CascadeProfile
-from .session import IdFactory, Session, new_id
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +160,12 @@ class _Live:
 
 
 def default_static_dir() -> Path | None:
-    root = Path(__file__).resolve().parent.parent / "demos" / "web"
+    """The browser console (``demos/web`` in the repository, ``realtime_cascade.demos`` once
+    installed), or None where the demos are not installed."""
+    try:
+        root = Path(str(resources.files("realtime_cascade.demos").joinpath("web")))
+    except ModuleNotFoundError:
+        return None
     return root if root.is_dir() else None
 
 
@@ -491,76 +494,3 @@ def _reason(status: int) -> str:
 def _text(status: int, text: str) -> Response:
     headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
     return Response(status, _reason(status), headers, text.encode())
-
-
-# --- command line ---------------------------------------------------------------------------------
-
-
-def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("serve", help="serve the Realtime-compatible WebSocket API")
-    p.add_argument("--config", default=None, help="TOML config (default: the embedded sim tiers)")
-    p.add_argument("--host", default=None, help="listen address (default: from config)")
-    p.add_argument("--port", type=int, default=None, help="port (default: from config; 0: any)")
-    p.add_argument(
-        "--grace",
-        type=float,
-        default=SHUTDOWN_GRACE_S,
-        help="seconds running responses get to finish on shutdown",
-    )
-    p.add_argument(
-        "--audit",
-        default=None,
-        metavar="PATH",
-        help="append every turn's trace to PATH as JSON lines (-: stdout); overrides [audit] "
-        "path and REALTIME_CASCADE_AUDIT",
-    )
-    p.set_defaults(func=run_serve)
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
-    if getattr(args, "audit", None):
-        audit = msgspec.structs.replace(cfg.audit, path=args.audit)
-        cfg = msgspec.structs.replace(cfg, audit=audit)
-    logging.basicConfig(
-        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
-        logging.getLogger("websockets").setLevel(logging.WARNING)
-    loop.run(_serve_main, cfg, args.host, args.port, args.grace)
-    return 0
-
-
-async def _serve_main(
-    cfg: config_mod.Config, host: str | None, port: int | None, grace: float
-) -> None:
-    server = RealtimeServer(cfg, host=host, port=port)
-    await server.start()
-    # The cyclic collector stops every session at once, so its pauses land on p99 latency.
-    # What is alive now (modules, config, profiles) lives as long as the process: frozen, full
-    # collections stop rescanning it. A larger young generation then makes collections rarer;
-    # most of what a streamed token allocates is freed by reference counting anyway. Measured
-    # in the server under the bench's 200 sessions: the longest pause 138 ms -> 47 ms, time in
-    # the collector 1520 ms -> 528 ms.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-    try:
-        for name in sorted(server.profiles):
-            print(f"realtime-cascade: serving {server.url(name)}", flush=True)
-        print(
-            f"realtime-cascade: health at http://{server.host}:{server.port}/healthz "
-            "(Ctrl-C to stop)",
-            flush=True,
-        )
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                print(
-                    f"realtime-cascade: {signal.Signals(signum).name}, shutting down",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                break
-    finally:
-        with anyio.CancelScope(shield=True):
-            await server.shutdown(grace)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from . import wire
-from .core import CascadeParams, DecisionRecord
-from .ops_config import DEFAULT_POLICY, KeyConfig, KeyPolicy
+from .. import wire
+from ..core import CascadeParams, DecisionRecord
+from .config import DEFAULT_POLICY, KeyConfig, KeyPolicy
 
 
 class GovernanceError(Exception):

@@ -13,13 +13,13 @@ from typing import Any
 
 import msgspec
 
-from .deferral import GroupReport, evaluate_group
-from .errors import EvalError
-from .frugal import FrugalReport, summarize
-from .logs import group_rows, read_log, write_log
-from .render import render_frugal, render_group, render_routellm
-from .routellm import RouteLLMReport, evaluate_routellm
-from .simlog import sim_rows
+from ..eval.deferral import GroupReport, evaluate_group
+from ..eval.errors import EvalError
+from ..eval.frugal import FrugalReport, summarize
+from ..eval.logs import group_rows, read_log, write_log
+from ..eval.render import render_frugal, render_group, render_routellm
+from ..eval.routellm import RouteLLMReport, evaluate_routellm
+from ..eval.simlog import sim_rows
 
 
 class LogReport(msgspec.Struct, frozen=True):

@@ -1,4 +1,4 @@
-"""A response spoken aloud: the :class:`~realtime_cascade.session.ResponseBuilder` in audio mode.
+"""A response spoken aloud: the :class:`~.response.ResponseBuilder` in audio mode.
 
 Per assistant message, in the Realtime order::
 
@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from anyio.abc import TaskGroup
 
 from .. import wire
+from ..audio.session import AudioSession
+from ..audio.speech import ItemAudio, SpeechTrack, Timelines
 from ..core import Action, Filler, TurnTrace
-from ..session import Conversation, IdFactory, ResponseBuilder, Send
-from .speech import ItemAudio, SpeechTrack, Timelines
+from .conversation import Conversation, IdFactory
+from .response import ResponseBuilder, Send
 
 
 @dataclass
@@ -131,3 +133,29 @@ class VoiceResponseBuilder(ResponseBuilder):
         error = wire.ProtocolError("speech_failed", f"text-to-speech failed: {message}")
         error.error_type = "server_error"
         self._emit(wire.error_event(error))
+
+
+def voice_builder(
+    audio: AudioSession,
+    response: wire.ResponseObject,
+    writer: wire.EventWriter,
+    send: Send,
+    conversation: Conversation | None,
+    tier_names: list[str],
+    ids: IdFactory,
+) -> ResponseBuilder:
+    """The builder of a spoken response (``output_modalities: ["audio"]``), speaking with the
+    session's voice settings and keeping its word timelines (for truncation)."""
+    s = audio.settings
+    track = SpeechTrack(audio.speech.tts, writer, send, response.id, voice=s.voice, speed=s.speed)
+    return VoiceResponseBuilder(
+        response,
+        writer,
+        send,
+        conversation,
+        tier_names,
+        ids,
+        track=track,
+        timelines=audio.timelines,
+        task_group=audio.task_group,
+    )

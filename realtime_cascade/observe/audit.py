@@ -43,9 +43,9 @@ from typing import IO, Any
 import anyio
 import msgspec
 
-from .core import TurnTrace
-from .observe import SessionInfo, TurnInfo
-from .ops_config import AuditConfig, TextMode
+from ..core import TurnTrace
+from .config import AuditConfig, TextMode
+from .observer import SessionInfo, TurnInfo
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from .audit import AuditReadError, read_records
-from .tracestats import GROUPINGS, summarize, summarize_groups
+from ..observe.audit import AuditReadError, read_records
+from ..observe.tracestats import GROUPINGS, summarize, summarize_groups
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .audit import AuditRecord
-from .observe import escalation_of, superseded
+from .observer import escalation_of, superseded
 
 STANDARD_CAUSES = ("confidence", "complexity", "completeness", "correctness", "latency", "router")
 

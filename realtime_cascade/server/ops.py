@@ -1,5 +1,5 @@
 """A server's operations side, built from its config: keys and policies, the audit log,
-metrics and telemetry, behind one :class:`~realtime_cascade.observe.Observer`.
+metrics and telemetry, behind one :class:`~realtime_cascade.observe.observer.Observer`.
 
 The server owns one :class:`Operations` from ``start()`` to the end of ``shutdown()``; it asks
 it who a connecting key is (:meth:`Operations.access`), hands its ``observer`` to every session,
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from . import config as config_mod
-from .audit import AuditLog, upstream_secrets
-from .governance import Access, GovernanceError, KeyTable
-from .observe import Observer, Observers
-from .ops_config import audit_with_env
+from .. import config as config_mod
+from ..observe.audit import AuditLog, upstream_secrets
+from ..observe.config import audit_with_env
+from ..observe.governance import Access, GovernanceError, KeyTable
+from ..observe.observer import Observer, Observers
 
 
 class Operations:
@@ -36,7 +36,7 @@ class Operations:
         chain: list[Observer] = []
         self.metrics = None
         if config.metrics.enabled:
-            from .metrics import Metrics
+            from ..observe.metrics import Metrics
 
             self.metrics = Metrics()
             chain.append(self.metrics)
@@ -53,7 +53,7 @@ class Operations:
             chain.append(self.audit)
         self.telemetry = None
         if config.telemetry.exporter != "none":
-            from .telemetry import Telemetry, TelemetryUnavailable
+            from ..observe.telemetry import Telemetry, TelemetryUnavailable
 
             try:
                 self.telemetry = Telemetry(config.telemetry)
@@ -74,7 +74,7 @@ class Operations:
         locked = self.config.metrics.require_key and self.keys.secrets
         if locked and self.keys.match(offered) is None:
             return 401, b"missing or invalid API key (Authorization: Bearer KEY)\n", "text/plain"
-        from .metrics import CONTENT_TYPE_LATEST
+        from ..observe.metrics import CONTENT_TYPE_LATEST
 
         return 200, self.metrics.render(), CONTENT_TYPE_LATEST
 

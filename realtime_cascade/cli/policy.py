@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
-from . import config as config_mod
-from .governance import effective_policy
-from .ops_config import DEFAULT_POLICY
-from .server import is_loopback
+from .. import config as config_mod
+from ..observe.config import DEFAULT_POLICY
+from ..observe.governance import effective_policy
+from ..server.app import is_loopback
 
 
 def add_policy_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

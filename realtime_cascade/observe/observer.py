@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .core import BudgetParams, TurnTrace
+from ..core import BudgetParams, TurnTrace
 
 log = logging.getLogger(__name__)
 

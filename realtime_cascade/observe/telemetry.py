@@ -29,9 +29,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .core import DecisionRecord, TurnTrace
-from .observe import SessionInfo, TurnInfo, escalation_of, superseded
-from .ops_config import TelemetryConfig
+from ..core import DecisionRecord, TurnTrace
+from .config import TelemetryConfig
+from .observer import SessionInfo, TurnInfo, escalation_of, superseded
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -114,7 +114,7 @@ class Telemetry:
         else:
             self._owned = False
         self.provider = tracer_provider
-        from . import __name__ as package
+        from .. import __name__ as package
 
         self._tracer: Tracer = tracer_provider.get_tracer(package)
         self._sessions: dict[str, Span] = {}

@@ -33,7 +33,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .observe import SessionInfo, TurnInfo, escalation_of, superseded, upstream_error_kind
+from .observer import SessionInfo, TurnInfo, escalation_of, superseded, upstream_error_kind
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

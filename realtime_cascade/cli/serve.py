@@ -1,0 +1,86 @@
+"""``realtime-cascade serve``: the Realtime-compatible WebSocket API, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import signal
+import sys
+
+import anyio
+import msgspec
+
+from .. import config as config_mod
+from .. import loop
+from ..server.app import SHUTDOWN_GRACE_S, RealtimeServer
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("serve", help="serve the Realtime-compatible WebSocket API")
+    p.add_argument("--config", default=None, help="TOML config (default: the embedded sim tiers)")
+    p.add_argument("--host", default=None, help="listen address (default: from config)")
+    p.add_argument("--port", type=int, default=None, help="port (default: from config; 0: any)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=SHUTDOWN_GRACE_S,
+        help="seconds running responses get to finish on shutdown",
+    )
+    p.add_argument(
+        "--audit",
+        default=None,
+        metavar="PATH",
+        help="append every turn's trace to PATH as JSON lines (-: stdout); overrides [audit] "
+        "path and REALTIME_CASCADE_AUDIT",
+    )
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    if getattr(args, "audit", None):
+        audit = msgspec.structs.replace(cfg.audit, path=args.audit)
+        cfg = msgspec.structs.replace(cfg, audit=audit)
+    logging.basicConfig(
+        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    loop.run(_serve_main, cfg, args.host, args.port, args.grace)
+    return 0
+
+
+async def _serve_main(
+    cfg: config_mod.Config, host: str | None, port: int | None, grace: float
+) -> None:
+    server = RealtimeServer(cfg, host=host, port=port)
+    await server.start()
+    # The cyclic collector stops every session at once, so its pauses land on p99 latency.
+    # What is alive now (modules, config, profiles) lives as long as the process: frozen, full
+    # collections stop rescanning it. A larger young generation then makes collections rarer;
+    # most of what a streamed token allocates is freed by reference counting anyway. Measured
+    # in the server under the bench's 200 sessions: the longest pause 138 ms -> 47 ms, time in
+    # the collector 1520 ms -> 528 ms.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        for name in sorted(server.profiles):
+            print(f"realtime-cascade: serving {server.url(name)}", flush=True)
+        print(
+            f"realtime-cascade: health at http://{server.host}:{server.port}/healthz "
+            "(Ctrl-C to stop)",
+            flush=True,
+        )
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                print(
+                    f"realtime-cascade: {signal.Signals(signum).name}, shutting down",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.shutdown(grace)
