@@ -49,6 +49,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="RouteLLM data directory: train the online router, report APGR and CPT",
     )
     p.add_argument(
+        "--routellm-log",
+        type=Path,
+        metavar="OUT.csv",
+        help="with --routellm: write MMLU and GSM8K as a per-query log (the weak model's "
+        "confidence from the words router), then evaluate it",
+    )
+    p.add_argument(
         "--frugalgpt-summary",
         type=Path,
         metavar="DIR",
@@ -110,6 +117,7 @@ def options_from(args: argparse.Namespace) -> EvalOptions:
         sim_log=args.sim_log,
         n=args.n,
         routellm=args.routellm,
+        routellm_log=args.routellm_log,
         frugalgpt_summary=args.frugalgpt_summary,
         folds=args.folds,
         seed=args.seed,

@@ -19,7 +19,7 @@ from .deferral import ConfidenceKind, GroupReport, evaluate_group
 from .errors import EvalError
 from .frugal import FrugalReport, summarize
 from .logs import Skipped, partition_groups, read_log, write_log
-from .routellm import RouteLLMReport, evaluate_routellm
+from .routellm import RouteLLMReport, evaluate_routellm, log_rows
 from .simlog import sim_rows
 
 
@@ -28,6 +28,7 @@ class EvalOptions(msgspec.Struct, frozen=True):
     sim_log: Path | None = None
     n: int = 500
     routellm: Path | None = None
+    routellm_log: Path | None = None
     frugalgpt_summary: Path | None = None
     folds: int = 5
     seed: int = 0
@@ -94,6 +95,21 @@ def evaluate(options: EvalOptions, progress: TextIO | None = None) -> EvalOutput
         if progress is not None:
             progress.write(f"wrote {options.n} requests x 2 tiers to {options.sim_log}\n")
         paths.append(options.sim_log)
+    if options.routellm_log:
+        if not options.routellm:
+            raise EvalError("--routellm-log needs --routellm DIR (the data it is made from)")
+        write_log(
+            options.routellm_log,
+            log_rows(
+                options.routellm,
+                seed=options.seed,
+                train_fraction=options.train_fraction,
+                passes=options.passes,
+            ),
+        )
+        if progress is not None:
+            progress.write(f"wrote the RouteLLM log to {options.routellm_log}\n")
+        paths.append(options.routellm_log)
     logs = [evaluate_log(path, options) for path in paths]
     routellm = (
         evaluate_routellm(

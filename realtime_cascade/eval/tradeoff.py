@@ -100,6 +100,8 @@ def coordinate_descent(sw: Stagewise, lam: float, start: Sequence[float]) -> tup
             go_on = sw.error[after, cols] + lam * sw.cum_cost[after, cols]
             stop_here = sw.error[s] + lam * sw.cum_cost[s]
             order = sw.order[s][open_[sw.order[s]]]
+            if order.size == 0:  # no training query reaches this stage: nothing to tune
+                continue
             vals = sw.conf[s][order]
             # gain[k]: the objective (less a constant) when the k most confident stop here.
             gain = np.concatenate(([0.0], np.cumsum((stop_here - go_on)[order])))
