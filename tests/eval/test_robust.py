@@ -87,9 +87,7 @@ def _synthetic(tmp_path: Path, n: int = 80) -> Path:
     return path
 
 
-def test_cli_evaluates_the_other_groups(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_evaluates_the_other_groups(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _synthetic(tmp_path)
     assert "-inf" in path.read_text()
     argv = ["eval", "--log", str(path), "--json", "--bootstrap", "50", "--no-tune"]
@@ -100,9 +98,7 @@ def test_cli_evaluates_the_other_groups(
     assert len(log["groups"]) == 8  # four benchmarks by two chains
     assert [(s["benchmark"], s["chain"]) for s in log["skipped"]] == [(TRAIN_ONLY, "mixed")]
     assert f"skipped benchmark={TRAIN_ONLY} chain=mixed: every query is in split" in captured.err
-    shifted = next(
-        g for g in log["groups"] if g["benchmark"] == SHIFTED and g["chain"] == "mixed"
-    )
+    shifted = next(g for g in log["groups"] if g["benchmark"] == SHIFTED and g["chain"] == "mixed")
     # The generator makes this benchmark's test half harder: every model is flagged.
     assert len(shifted["warnings"]) == 5
     assert all(m["shift_z"] > 1 for m in shifted["models"])

@@ -68,9 +68,7 @@ def test_tuning_never_loses_to_the_grid_on_train() -> None:
     mx = Matrix.of(group)
     stages = (0, 2, 4)
     grid = [(c.policy.thresholds, c.train) for c in fold.candidates if c.stages == stages]
-    result = cascade_tradeoff(
-        stages, "x", [fold.data], [grid], mx, None, lambda s, t: f"{s} {t}"
-    )
+    result = cascade_tradeoff(stages, "x", [fold.data], [grid], mx, None, lambda s, t: f"{s} {t}")
     scale = mx.cost[np.ix_(list(stages), fold.data.train)].sum(axis=0).mean() - (
         fold.singles[0].train.mean_cost
     )
