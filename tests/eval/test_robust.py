@@ -113,3 +113,32 @@ def test_cli_exits_2_when_nothing_can_be_evaluated(
     err = capsys.readouterr().err
     assert "skipped benchmark=x: every query is in split 'train'" in err
     assert "no group of the log(s) could be evaluated" in err
+
+
+def test_routellm_as_a_log(tmp_path: Path) -> None:
+    from realtime_cascade.eval.deferral import evaluate_group
+    from realtime_cascade.eval.routellm import PRICES, STRONG, WEAK, log_rows
+
+    evals = tmp_path / "routellm" / "evals"
+    (evals / "mmlu" / "responses").mkdir(parents=True)
+    (evals / "gsm8k").mkdir()
+    head = f"prompt,{WEAK},{STRONG}\n"
+    # Long prompts (with "sum") are where only the strong model is right.
+    lines = [
+        f'"q{i} {"sum of many numbers " * 5 if i % 3 == 0 else "hi"}",{i % 3 != 0},True\n'
+        for i in range(40)
+    ]
+    (evals / "mmlu" / "responses" / "mmlu_toy.csv").write_text(head + "".join(lines))
+    (evals / "gsm8k" / "gsm8k_responses.csv").write_text(head + "".join(lines[:30]))
+    rows = log_rows(tmp_path, seed=0)
+    assert len(rows) == 2 * (40 + 30)
+    assert {r.benchmark for r in rows} == {"mmlu", "gsm8k"}
+    weak = [r for r in rows if r.model == WEAK]
+    strong = [r for r in rows if r.model == STRONG]
+    assert all(r.raw_confidence <= 0 for r in weak) and all(r.raw_confidence == 0 for r in strong)
+    assert strong[0].cost_usd / weak[0].cost_usd == pytest.approx(PRICES[STRONG] / PRICES[WEAK])
+    assert sum(r.split == "train" for r in weak if r.benchmark == "mmlu") == 20
+    groups, skipped = partition_groups(rows)
+    assert not skipped
+    report = evaluate_group(groups[1], resamples=20)
+    assert report.benchmark == "mmlu" and report.tradeoff is not None
