@@ -1,7 +1,9 @@
 """``realtime-cascade eval``: offline evaluation of deferral and routing on recorded data.
 
 Wired into the main parser by ``realtime_cascade.cli`` with ``add_eval_parser(sub)``; the
-subcommand's ``func`` is ``run_eval``. Errors in the input are printed and give exit status 2.
+subcommand's ``func`` is ``run_eval``. Errors in the input are printed and give exit status 2;
+so does a log none of whose groups could be evaluated. This module only parses arguments and
+prints: the evaluation itself is ``pipeline.evaluate``.
 """
 
 from __future__ import annotations
@@ -13,24 +15,10 @@ from typing import Any
 
 import msgspec
 
-from ..eval.deferral import GroupReport, evaluate_group
+from ..eval.bootstrap import DEFAULT_RESAMPLES
 from ..eval.errors import EvalError
-from ..eval.frugal import FrugalReport, summarize
-from ..eval.logs import group_rows, read_log, write_log
-from ..eval.render import render_frugal, render_group, render_routellm
-from ..eval.routellm import RouteLLMReport, evaluate_routellm
-from ..eval.simlog import sim_rows
-
-
-class LogReport(msgspec.Struct, frozen=True):
-    path: str
-    groups: list[GroupReport]
-
-
-class EvalOutput(msgspec.Struct, frozen=True, omit_defaults=True):
-    logs: list[LogReport] = []
-    routellm: RouteLLMReport | None = None
-    frugalgpt: list[FrugalReport] = []
+from ..eval.pipeline import EvalOptions, EvalOutput, evaluate
+from ..eval.render import render_frugal, render_group, render_routellm, render_skipped
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -59,6 +47,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="RouteLLM data directory: train the online router, report APGR and CPT",
+    )
+    p.add_argument(
+        "--routellm-log",
+        type=Path,
+        metavar="OUT.csv",
+        help="with --routellm: write MMLU and GSM8K as a per-query log (the weak model's "
+        "confidence from the words router), then evaluate it",
     )
     p.add_argument(
         "--frugalgpt-summary",
@@ -91,69 +86,96 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=3,
         help="RouteLLM: passes of online SGD over the training queries (default 3)",
     )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        metavar="N",
+        help=f"seeded bootstrap resamples of held-out queries for the intervals "
+        f"(default {DEFAULT_RESAMPLES}; 0: no intervals)",
+    )
+    p.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_false",
+        help="skip the per-cascade cost-error curves (grid against tuned thresholds, AUC)",
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="DIR",
+        help="write each group's cost-accuracy curves to DIR as a PNG (needs matplotlib)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_eval)
     return p
 
 
+def options_from(args: argparse.Namespace) -> EvalOptions:
+    return EvalOptions(
+        log=args.log,
+        sim_log=args.sim_log,
+        n=args.n,
+        routellm=args.routellm,
+        routellm_log=args.routellm_log,
+        frugalgpt_summary=args.frugalgpt_summary,
+        folds=args.folds,
+        seed=args.seed,
+        confidence=args.confidence,
+        train_fraction=args.train_fraction,
+        passes=args.passes,
+        bootstrap=args.bootstrap,
+        tune=args.tune,
+    )
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    if not (args.log or args.sim_log or args.routellm or args.frugalgpt_summary):
+    options = options_from(args)
+    if not options.has_input:
         sys.stderr.write(
             "realtime-cascade eval: give --log, --sim-log, --routellm or --frugalgpt-summary\n"
         )
         return 2
     try:
-        out = _evaluate(args)
+        out = evaluate(options, progress=sys.stderr)
+        plots = _plot(out, args.plot) if args.plot else []
     except EvalError as exc:
         sys.stderr.write(f"realtime-cascade eval: {exc}\n")
         return 2
+    for log in out.logs:
+        for s in log.skipped:
+            sys.stderr.write(f"realtime-cascade eval: {log.path}: skipped {s.reason}\n")
+    for path in plots:
+        sys.stderr.write(f"wrote {path}\n")
+    status = 0
+    if out.evaluated_nothing:
+        sys.stderr.write("realtime-cascade eval: no group of the log(s) could be evaluated\n")
+        status = 2
     if args.json:
         sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
-        return 0
+        return status
+    sys.stdout.write(_text(out, args) + "\n")
+    return status
+
+
+def _text(out: EvalOutput, args: argparse.Namespace) -> str:
     parts = [render_group(g, log.path) for log in out.logs for g in log.groups]
+    parts += [render_skipped(log.skipped, log.path) for log in out.logs if log.skipped]
     if out.routellm is not None:
         parts.append(render_routellm(out.routellm, str(args.routellm)))
     if out.frugalgpt:
         parts.append(render_frugal(out.frugalgpt, str(args.frugalgpt_summary)))
-    sys.stdout.write("\n\n".join(parts) + "\n")
-    return 0
+    return "\n\n".join(parts)
 
 
-def _evaluate(args: argparse.Namespace) -> EvalOutput:
-    if args.passes < 1:
-        raise EvalError(f"--passes must be at least 1, got {args.passes}")
-    paths: list[Path] = []
-    if args.log:
-        paths.append(args.log)
-    if args.sim_log:
-        if args.n < 2 * args.folds:
-            raise EvalError(f"--n {args.n} is too few requests for {args.folds} folds")
-        write_log(args.sim_log, sim_rows(args.n, seed=args.seed))
-        sys.stderr.write(f"wrote {args.n} requests x 2 tiers to {args.sim_log}\n")
-        paths.append(args.sim_log)
-    logs = [
-        LogReport(
-            str(path),
-            [
-                evaluate_group(g, folds=args.folds, seed=args.seed, kind=args.confidence)
-                for g in group_rows(read_log(path))
-            ],
-        )
-        for path in paths
-    ]
-    routellm = (
-        evaluate_routellm(
-            args.routellm, seed=args.seed, train_fraction=args.train_fraction, passes=args.passes
-        )
-        if args.routellm
-        else None
-    )
-    frugal = summarize(args.frugalgpt_summary) if args.frugalgpt_summary else []
-    return EvalOutput(logs=logs, routellm=routellm, frugalgpt=frugal)
+def _plot(out: EvalOutput, directory: Path) -> list[Path]:
+    from ..eval.plot import plot_group  # matplotlib is optional (the bench extra)
+
+    return [plot_group(g, directory) for log in out.logs for g in log.groups]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m realtime_cascade.eval.cli``) until the main CLI wires it."""
+    """Standalone entry: ``python -m realtime_cascade.cli.eval``."""
     parser = argparse.ArgumentParser(prog="realtime-cascade")
     add_eval_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -18,22 +18,46 @@ The rules, in the order they apply:
 5. Baselines are the single models on the same held-out rows. The *reference* model is the
    single model most accurate on held-out rows (the strongest baseline in hindsight, which is
    the conservative comparison for the cascade).
+6. The headline is reported twice (``Headline``). *Train-chosen*: against the model most
+   accurate on train, at its train accuracy, policies chosen on train — what a deployment that
+   only has the training rows would get. *Hindsight*: against the model most accurate held out,
+   at its held-out accuracy, policies chosen on the held-out rows — a ceiling, not a result.
+   A model whose train and held-out accuracies differ by more than their standard error is
+   named in ``warnings`` (train/test shift makes train-chosen targets miss).
+7. Intervals are a seeded, paired bootstrap over held-out queries (``bootstrap``) with the
+   chosen policies held fixed. Calibration quality (ECE, Brier) is on held-out rows, of the
+   P(correct) fitted on train and of ``exp(raw_confidence)`` as it stands.
+8. Per cascade and per group, the cost–error trade-off of grid against tuned thresholds and its
+   normalised area (``tradeoff``).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
+import numpy as np
 
-from .calibration import LogisticFit, fit_logistic
+from .bootstrap import Resamples, interval
+from .calibration import LogisticFit, Quality, fit_logistic, quality
 from .errors import LogContentError
 from .logs import Group
+from .outcomes import Floats, Matrix, PerQuery, Totals, run_cascade
+from .tradeoff import (
+    CascadeResult,
+    FoldInput,
+    Tradeoff,
+    cascade_tradeoff,
+    group_tradeoff,
+)
 
 ConfidenceKind = Literal["calibrated", "raw"]
+Side = Literal["train", "test"]
 
 MAX_ALL_SUBSETS = 6  # 57 cascades of 6 models; beyond that only pairs and prefixes
 MAX_LEVELS = 63  # threshold quantiles tried per stage of a pair
@@ -41,35 +65,6 @@ MAX_GRID = 256  # threshold vectors tried per longer cascade (a product grid, el
 TIED_LEVELS = 15
 CURVE_POINTS = 25
 _EPS = 1e-9
-
-
-class Totals(msgspec.Struct, frozen=True):
-    """Sums over a set of queries (pooled by adding)."""
-
-    n: int = 0
-    cost: float = 0.0
-    correct: float = 0.0
-    latency: float = 0.0
-
-    def __add__(self, other: Totals) -> Totals:
-        return Totals(
-            self.n + other.n,
-            self.cost + other.cost,
-            self.correct + other.correct,
-            self.latency + other.latency,
-        )
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else 0.0
-
-    @property
-    def mean_cost(self) -> float:
-        return self.cost / self.n if self.n else 0.0
-
-    @property
-    def mean_latency(self) -> float:
-        return self.latency / self.n if self.n else 0.0
 
 
 class Policy(msgspec.Struct, frozen=True):
@@ -92,11 +87,16 @@ class Candidate(msgspec.Struct, frozen=True):
     policy: Policy
     train: Totals
     test: Totals
+    stages: tuple[int, ...] = ()  # indices of policy.models (empty: no per-query data)
+
+    def on(self, side: Side) -> Totals:
+        return self.train if side == "train" else self.test
 
 
 class Fold(msgspec.Struct, frozen=True):
     candidates: tuple[Candidate, ...]  # the singles first, in cost order, then the cascades
     singles: tuple[Candidate, ...]
+    data: FoldInput | None = None  # the rows and confidences, where there is a per-query log
 
 
 # --- the policy space ---------------------------------------------------------------------
@@ -137,16 +137,13 @@ def score(
     queries: Sequence[int],
 ) -> Totals:
     """What a cascade costs and gets right on ``queries`` (rule 2)."""
-    last = len(stages) - 1
-    cost = correct = latency = 0.0
-    for q in queries:
-        for s, m in enumerate(stages):
-            cost += group.cost[m][q]
-            latency += group.latency[m][q]
-            if s == last or conf[m][q] >= thresholds[s]:
-                correct += group.correct[m][q]
-                break
-    return Totals(len(queries), cost, correct, latency)
+    return run_cascade(
+        stages,
+        thresholds,
+        np.asarray(conf, dtype=np.float64),
+        Matrix.of(group),
+        np.asarray(queries, dtype=np.int64),
+    ).totals()
 
 
 def calibrate(group: Group, train: Sequence[int]) -> list[LogisticFit]:
@@ -156,42 +153,49 @@ def calibrate(group: Group, train: Sequence[int]) -> list[LogisticFit]:
     ]
 
 
-def run_fold(group: Group, train: Sequence[int], test: Sequence[int], kind: ConfidenceKind) -> Fold:
+def confidences(mx: Matrix, fits: Sequence[LogisticFit], kind: ConfidenceKind) -> Floats:
+    """What the thresholds apply to: P(correct) from each model's fit, or the raw logprob."""
+    if kind == "raw":
+        return mx.confidence
+    return np.vstack([fit.probabilities(row) for fit, row in zip(fits, mx.confidence, strict=True)])
+
+
+def run_fold(
+    group: Group,
+    train: Sequence[int],
+    test: Sequence[int],
+    kind: ConfidenceKind,
+    mx: Matrix | None = None,
+) -> Fold:
     """Every candidate policy of the group, fitted on ``train``, scored on both sides."""
+    mx = mx if mx is not None else Matrix.of(group)
     n_models = len(group.models)
-    if kind == "calibrated":
-        fits = calibrate(group, train)
-        conf: Sequence[Sequence[float]] = [
-            [fits[m](x) for x in group.confidence[m]] for m in range(n_models)
-        ]
-    else:
-        conf = group.confidence
-    ranked = [sorted(conf[m][q] for q in train) for m in range(n_models)]
-    singles = [
-        Candidate(
-            Policy((group.models[m],)),
-            score((m,), (), conf, group, train),
-            score((m,), (), conf, group, test),
+    tr = np.asarray(train, dtype=np.int64)
+    te = np.asarray(test, dtype=np.int64)
+    conf = confidences(mx, calibrate(group, train) if kind == "calibrated" else [], kind)
+    ranked = [sorted(float(x) for x in conf[m, tr]) for m in range(n_models)]
+
+    def candidate(stages: tuple[int, ...], th: tuple[float, ...]) -> Candidate:
+        names = tuple(group.models[m] for m in stages)
+        return Candidate(
+            Policy(names, th),
+            run_cascade(stages, th, conf, mx, tr).totals(),
+            run_cascade(stages, th, conf, mx, te).totals(),
+            stages,
         )
-        for m in range(n_models)
-    ]
+
+    singles = [candidate((m,), ()) for m in range(n_models)]
     found: list[Candidate] = []
     for stages in cascades(n_models):
-        names = tuple(group.models[m] for m in stages)
         seen: set[tuple[float, ...]] = set()
         for levels in threshold_levels(len(stages) - 1):
             th = tuple(quantile(ranked[m], lv) for m, lv in zip(stages[:-1], levels, strict=True))
             if th in seen:
                 continue
             seen.add(th)
-            found.append(
-                Candidate(
-                    Policy(names, th),
-                    score(stages, th, conf, group, train),
-                    score(stages, th, conf, group, test),
-                )
-            )
-    return Fold(tuple(singles + found), tuple(singles))
+            found.append(candidate(stages, th))
+    data = FoldInput(tr, te, conf, tuple(c.train for c in singles))
+    return Fold(tuple(singles + found), tuple(singles), data)
 
 
 def split_folds(group: Group, folds: int, seed: int) -> list[tuple[list[int], list[int]]]:
@@ -217,16 +221,20 @@ def split_folds(group: Group, folds: int, seed: int) -> list[tuple[list[int], li
 # --- choosing on train --------------------------------------------------------------------
 
 
-def cheapest_reaching(cands: Sequence[Candidate], accuracy: float) -> Candidate | None:
-    """The cheapest (on train) candidate whose train accuracy reaches ``accuracy``."""
-    ok = [c for c in cands if c.train.accuracy >= accuracy - _EPS]
-    return min(ok, key=lambda c: (c.train.mean_cost, -c.train.accuracy)) if ok else None
+def cheapest_reaching(
+    cands: Sequence[Candidate], accuracy: float, side: Side = "train"
+) -> Candidate | None:
+    """The cheapest (on ``side``) candidate whose accuracy there reaches ``accuracy``."""
+    ok = [c for c in cands if c.on(side).accuracy >= accuracy - _EPS]
+    return min(ok, key=lambda c: (c.on(side).mean_cost, -c.on(side).accuracy)) if ok else None
 
 
-def most_accurate_within(cands: Sequence[Candidate], cost: float) -> Candidate | None:
-    """The most accurate (on train) candidate whose train mean cost is within ``cost``."""
-    ok = [c for c in cands if c.train.mean_cost <= cost * (1 + _EPS) + 1e-15]
-    return max(ok, key=lambda c: (c.train.accuracy, -c.train.mean_cost)) if ok else None
+def most_accurate_within(
+    cands: Sequence[Candidate], cost: float, side: Side = "train"
+) -> Candidate | None:
+    """The most accurate (on ``side``) candidate whose mean cost there is within ``cost``."""
+    ok = [c for c in cands if c.on(side).mean_cost <= cost * (1 + _EPS) + 1e-15]
+    return max(ok, key=lambda c: (c.on(side).accuracy, -c.on(side).mean_cost)) if ok else None
 
 
 # --- reports ------------------------------------------------------------------------------
@@ -238,10 +246,14 @@ class ModelReport(msgspec.Struct, frozen=True):
     mean_cost_usd: float
     mean_latency_ms: float
     calibration: LogisticFit  # P(correct | raw_confidence), fit on train rows (all, under CV)
+    train_accuracy: float  # mean over folds
+    shift_z: float | None  # (train - held-out accuracy) / its standard error; None: no spread
+    calibrated_quality: Quality  # held out, of P(correct) fitted on the fold's train rows
+    raw_quality: Quality  # held out, of exp(raw_confidence) taken as P(correct)
 
 
 class Operating(msgspec.Struct, frozen=True):
-    """Held-out result of the policies chosen on train (one per fold) for one target."""
+    """Held-out result of the policies chosen (one per fold) for one target."""
 
     target_accuracy: float
     accuracy: float
@@ -250,6 +262,9 @@ class Operating(msgspec.Struct, frozen=True):
     cost_saving: float | None  # 1 - cost / the single model's cost (None when that is free)
     mean_latency_ms: float
     policies: list[str]
+    accuracy_delta_pts: float = 0.0  # against the single model on the same held-out rows
+    accuracy_delta_ci_pts: tuple[float, float] | None = None  # bootstrap, 95%
+    cost_saving_ci: tuple[float, float] | None = None
 
 
 class Comparison(msgspec.Struct, frozen=True):
@@ -261,6 +276,14 @@ class Comparison(msgspec.Struct, frozen=True):
     at_accuracy: Operating | None
     at_accuracy_minus_1pt: Operating | None
     at_cost: Operating | None
+    chosen_on: Side = "train"  # where targets and policies come from ("test": hindsight)
+
+
+class Headline(msgspec.Struct, frozen=True):
+    """Rule 6: the same comparison without and with hindsight."""
+
+    train_chosen: Comparison  # against the model most accurate on train
+    hindsight: Comparison  # against the model most accurate held out, chosen held out
 
 
 class CurvePoint(msgspec.Struct, frozen=True):
@@ -285,13 +308,35 @@ class GroupReport(msgspec.Struct, frozen=True):
     n_queries: int
     n_held_out: int
     models: list[ModelReport]  # cost order
-    reference_model: str
+    reference_model: str  # most accurate held out
+    train_reference_model: str  # most accurate on train
+    headline: Headline
+    warnings: list[str]
     curve: list[CurvePoint]
-    comparisons: list[Comparison]  # one per single model; the reference's is the headline
+    comparisons: list[Comparison]  # one per single model, targets from its train numbers
     cascades: list[CascadeReport]  # the reference comparison restricted to each cascade
+    tradeoff: Tradeoff | None  # grid against tuned thresholds over all cascades (rule 8)
+    cascade_tradeoffs: list[Tradeoff]
+    bootstrap_resamples: int
 
 
-Chooser = Callable[[Sequence[Candidate], float], Candidate | None]
+Chooser = Callable[[Sequence[Candidate], float, Side], Candidate | None]
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """What the intervals need: the per-query log and one set of resamples of held-out rows."""
+
+    mx: Matrix
+    res: Resamples
+
+    def held_out(self, folds: Sequence[Fold], picks: Sequence[Candidate]) -> PerQuery:
+        parts = []
+        for fold, pick in zip(folds, picks, strict=True):
+            assert fold.data is not None and pick.stages  # built by run_fold
+            d = fold.data
+            parts.append(run_cascade(pick.stages, pick.policy.thresholds, d.conf, self.mx, d.test))
+        return PerQuery.concat(parts)
 
 
 def _operate(
@@ -300,25 +345,40 @@ def _operate(
     choose: Chooser,
     goal: Callable[[Fold], float],
     target_accuracy: float,
-    baseline_cost: float,
+    m: int,
     kind: ConfidenceKind,
+    side: Side,
+    unc: Uncertainty | None,
 ) -> Operating | None:
     total = Totals()
     policies: list[str] = []
+    picks: list[Candidate] = []
     for fold in folds:
-        pick = choose(pool(fold), goal(fold))
+        pick = choose(pool(fold), goal(fold), side)
         if pick is None:
             return None
         total = total + pick.test
+        picks.append(pick)
         policies.append(pick.policy.describe(kind))
+    ref = _single_held_out(folds, m)
+    delta_ci = saving_ci = None
+    if unc is not None:
+        mine = unc.held_out(folds, picks)
+        base = unc.held_out(folds, [f.singles[m] for f in folds])
+        delta_ci = interval(100.0 * unc.res.means(mine.correct - base.correct))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            saving_ci = interval(1.0 - unc.res.means(mine.cost) / unc.res.means(base.cost))
     return Operating(
         target_accuracy=target_accuracy,
         accuracy=total.accuracy,
         accuracy_vs_target_pts=100.0 * (total.accuracy - target_accuracy),
         mean_cost_usd=total.mean_cost,
-        cost_saving=1.0 - total.mean_cost / baseline_cost if baseline_cost > 0 else None,
+        cost_saving=1.0 - total.mean_cost / ref.mean_cost if ref.mean_cost > 0 else None,
         mean_latency_ms=total.mean_latency,
         policies=policies,
+        accuracy_delta_pts=100.0 * (total.accuracy - ref.accuracy),
+        accuracy_delta_ci_pts=delta_ci,
+        cost_saving_ci=saving_ci if ref.mean_cost > 0 else None,
     )
 
 
@@ -334,20 +394,23 @@ def compare(
     m: int,
     kind: ConfidenceKind,
     pool: Callable[[Fold], Sequence[Candidate]] = lambda f: f.candidates,
+    side: Side = "train",
+    unc: Uncertainty | None = None,
 ) -> Comparison:
-    """Deferral against single model ``m``: targets come from that model's train numbers."""
+    """Deferral against single model ``m``: targets are that model's numbers on ``side`` and
+    policies are chosen there ("test" is hindsight); results are always held out."""
     ref = _single_held_out(folds, m)
 
     def acc(f: Fold) -> float:
-        return f.singles[m].train.accuracy
+        return f.singles[m].on(side).accuracy
 
     def cost(f: Fold) -> float:
-        return f.singles[m].train.mean_cost
+        return f.singles[m].on(side).mean_cost
 
     def minus(f: Fold) -> float:
         return acc(f) - 0.01
 
-    args = (ref.mean_cost, kind)
+    args = (m, kind, side, unc)
     return Comparison(
         model=folds[0].singles[m].policy.models[0],
         accuracy=ref.accuracy,
@@ -357,6 +420,7 @@ def compare(
             folds, pool, cheapest_reaching, minus, ref.accuracy - 0.01, *args
         ),
         at_cost=_operate(folds, pool, most_accurate_within, cost, ref.accuracy, *args),
+        chosen_on=side,
     )
 
 
@@ -409,6 +473,38 @@ def _only(names: tuple[str, ...]) -> Callable[[Fold], Sequence[Candidate]]:
     return pool
 
 
+SHIFT_Z = 1.0  # warn when train and held-out accuracy differ by more than one standard error
+
+
+def _shift_z(train_acc: float, n_train: float, test_acc: float, n_test: int) -> float | None:
+    var = train_acc * (1 - train_acc) / n_train + test_acc * (1 - test_acc) / n_test
+    if var <= 0:
+        return None if train_acc == test_acc else math.copysign(math.inf, train_acc - test_acc)
+    return (train_acc - test_acc) / math.sqrt(var)
+
+
+def _qualities(
+    group: Group, mx: Matrix, plan: Sequence[tuple[list[int], list[int]]]
+) -> list[tuple[Quality, Quality]]:
+    """Per model, held-out (calibrated, raw) quality; each fold's fit scores its own test rows."""
+    test = np.concatenate([np.asarray(t, dtype=np.int64) for _, t in plan])
+    calibrated = np.concatenate(
+        [
+            np.vstack(
+                [
+                    fit.probabilities(mx.confidence[m, np.asarray(te, dtype=np.int64)])
+                    for m, fit in enumerate(calibrate(group, tr))
+                ]
+            )
+            for tr, te in plan
+        ],
+        axis=1,
+    )
+    y = mx.correct[:, test] > 0.5
+    raw = np.exp(mx.confidence[:, test])
+    return [(quality(calibrated[m], y[m]), quality(raw[m], y[m])) for m in range(len(group.models))]
+
+
 def evaluate_group(
     group: Group,
     *,
@@ -416,25 +512,52 @@ def evaluate_group(
     seed: int = 0,
     kind: ConfidenceKind = "calibrated",
     curve_points: int = CURVE_POINTS,
+    resamples: int = 0,
+    tradeoffs: bool = True,
 ) -> GroupReport:
+    """Every number of rule 1-8 for one group; ``resamples`` 0 leaves out the intervals."""
     plan = split_folds(group, folds, seed)
-    done = [run_fold(group, train, test, kind) for train, test in plan]
+    mx = Matrix.of(group)
+    done = [run_fold(group, train, test, kind, mx) for train, test in plan]
     fit_rows = plan[0][0] if group.has_split else list(range(len(group.queries)))
     fits = calibrate(group, fit_rows)
-    held = [_single_held_out(done, m) for m in range(len(group.models))]
-    models = [
-        ModelReport(name, t.accuracy, t.mean_cost, t.mean_latency, fit)
-        for name, t, fit in zip(group.models, held, fits, strict=True)
+    n_models = len(group.models)
+    held = [_single_held_out(done, m) for m in range(n_models)]
+    train_acc = [
+        float(np.mean([f.singles[m].train.accuracy for f in done])) for m in range(n_models)
     ]
-    # Most accurate on held-out rows; among equals, the cheapest (first in cost order).
-    ref = max(range(len(models)), key=lambda m: (models[m].accuracy, -m))
+    n_train = float(np.mean([len(tr) for tr, _ in plan]))
+    shifts = [_shift_z(train_acc[m], n_train, held[m].accuracy, held[m].n) for m in range(n_models)]
+    quals = _qualities(group, mx, plan)
+    models = [
+        ModelReport(name, t.accuracy, t.mean_cost, t.mean_latency, fit, tacc, z, q[0], q[1])
+        for name, t, fit, tacc, z, q in zip(
+            group.models, held, fits, train_acc, shifts, quals, strict=True
+        )
+    ]
+    warnings = [
+        f"{r.name}: train accuracy {100 * r.train_accuracy:.1f}% vs held-out "
+        f"{100 * r.accuracy:.1f}% ({'' if r.shift_z is None else f'{r.shift_z:+.1f} '}standard "
+        "errors): train-chosen targets for it may miss held out"
+        for r in models
+        if r.shift_z is not None and abs(r.shift_z) > SHIFT_Z
+    ]
+    unc = (
+        Uncertainty(mx, Resamples.draw(sum(len(t) for _, t in plan), resamples, seed))
+        if resamples > 0
+        else None
+    )
+    # Most accurate on held-out rows (train rows); among equals, the cheapest (first in order).
+    ref = max(range(n_models), key=lambda m: (models[m].accuracy, -m))
+    train_ref = max(range(n_models), key=lambda m: (train_acc[m], -m))
     per_cascade = [
         CascadeReport(
             " > ".join(group.models[m] for m in stages),
             compare(done, ref, kind, pool=_only(tuple(group.models[m] for m in stages))),
         )
-        for stages in cascades(len(group.models))
+        for stages in cascades(n_models)
     ]
+    trade, per_trade = _tradeoffs(done, mx, kind, group, unc) if tradeoffs else (None, [])
     return GroupReport(
         benchmark=group.key.benchmark,
         chain=group.key.chain,
@@ -446,7 +569,36 @@ def evaluate_group(
         n_held_out=sum(len(test) for _, test in plan),
         models=models,
         reference_model=models[ref].name,
+        train_reference_model=models[train_ref].name,
+        headline=Headline(
+            train_chosen=compare(done, train_ref, kind, unc=unc),
+            hindsight=compare(done, ref, kind, side="test", unc=unc),
+        ),
+        warnings=warnings,
         curve=curve(done, kind, curve_points),
-        comparisons=[compare(done, m, kind) for m in range(len(models))],
+        comparisons=[compare(done, m, kind) for m in range(n_models)],
         cascades=per_cascade,
+        tradeoff=trade,
+        cascade_tradeoffs=per_trade,
+        bootstrap_resamples=resamples,
     )
+
+
+def _tradeoffs(
+    done: Sequence[Fold], mx: Matrix, kind: ConfidenceKind, group: Group, unc: Uncertainty | None
+) -> tuple[Tradeoff, list[Tradeoff]]:
+    data = [f.data for f in done if f.data is not None]
+    res = unc.res if unc is not None else None
+
+    def describe(stages: tuple[int, ...], th: tuple[float, ...]) -> str:
+        return Policy(tuple(group.models[m] for m in stages), th).describe(kind)
+
+    results: list[CascadeResult] = []
+    for stages in cascades(len(group.models)):
+        grids = [
+            [(c.policy.thresholds, c.train) for c in f.candidates if c.stages == stages]
+            for f in done
+        ]
+        name = " > ".join(group.models[m] for m in stages)
+        results.append(cascade_tradeoff(stages, name, data, grids, mx, res, describe))
+    return group_tradeoff(results, data, mx, res, describe), [r.report for r in results]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import msgspec
 
-from .deferral import Candidate, Comparison, Fold, Policy, Totals, compare
+from .deferral import Candidate, Comparison, Fold, Policy, compare
 from .errors import DataError
+from .outcomes import Totals
 
 _FILE = re.compile(r"summary_(?P<dataset>[A-Za-z0-9]+)_(?P<prompt>[A-Za-z0-9]+)_full_2024\.csv")
 _COLUMNS = (

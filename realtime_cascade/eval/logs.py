@@ -5,7 +5,8 @@ Columns (header names, any order; extra columns are ignored):
     query_idx       the query's id (any string; unique within a group)
     model           the model that answered it
     correct         0 or 1 (``true`` / ``false`` also read)
-    raw_confidence  a log-probability (<= 0): how sure the model was of its answer
+    raw_confidence  a log-probability (<= 0): how sure the model was of its answer; ``-inf``
+                    (a token of probability zero) is read and sorts below every other value
     cost_usd        what the call cost (>= 0)
     latency_ms      how long it took (>= 0)
     benchmark       optional: groups are evaluated separately
@@ -13,8 +14,10 @@ Columns (header names, any order; extra columns are ignored):
     split           optional: ``train`` or ``test`` for every row, or empty for every row
 
 A group must be a full matrix: every query answered by every model of the group, each once, and
-a query's rows agree on ``split``. Anything else is a typed error naming the file and line (for
-values) or the group and query (for the matrix), never a silently dropped row.
+a query's rows agree on ``split``. A bad value is a typed error naming the file and line; a group
+that is not such a matrix is a typed error naming the group and query, never a silently dropped
+row. ``partition_groups`` keeps the groups that check out and lists the others with the reason,
+so that one bad group does not stop the rest.
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ def _number(path: str, line: int, column: str, text: str, *, upper: float | None
         value = float(text)
     except ValueError:
         raise LogFormatError(path, line, f"{column} is not a number: {text!r}") from None
-    if not math.isfinite(value):
+    # A log-probability of -inf is real (a token the model gave probability zero); nan and
+    # +inf are not, and neither is an infinite cost or latency.
+    if not (math.isfinite(value) or (column == "raw_confidence" and value == -math.inf)):
         raise LogFormatError(path, line, f"{column} must be finite, got {text!r}")
     if column == "raw_confidence":
         if upper is not None and value > upper:
@@ -189,12 +194,39 @@ def write_log(path: Path, rows: Sequence[LogRow]) -> None:
 # --- grouping -----------------------------------------------------------------------------
 
 
-def group_rows(rows: Sequence[LogRow]) -> list[Group]:
-    """Split rows into groups (by benchmark and chain) and check that each is a full matrix."""
+class Skipped(msgspec.Struct, frozen=True):
+    """A group that could not be evaluated, and why."""
+
+    benchmark: str
+    chain: str
+    reason: str
+
+
+def _by_key(rows: Sequence[LogRow]) -> dict[GroupKey, list[LogRow]]:
     by_key: dict[GroupKey, list[LogRow]] = {}
     for r in rows:
         by_key.setdefault(GroupKey(r.benchmark, r.chain), []).append(r)
+    return by_key
+
+
+def group_rows(rows: Sequence[LogRow]) -> list[Group]:
+    """Split rows into groups (by benchmark and chain) and check that each is a full matrix;
+    the first group that is not raises ``LogContentError``."""
+    by_key = _by_key(rows)
     return [_group(key, by_key[key]) for key in sorted(by_key)]
+
+
+def partition_groups(rows: Sequence[LogRow]) -> tuple[list[Group], list[Skipped]]:
+    """Like ``group_rows``, but a group that does not check out is listed, not raised."""
+    by_key = _by_key(rows)
+    good: list[Group] = []
+    bad: list[Skipped] = []
+    for key in sorted(by_key):
+        try:
+            good.append(_group(key, by_key[key]))
+        except LogContentError as exc:
+            bad.append(Skipped(key.benchmark, key.chain, str(exc)))
+    return good, bad
 
 
 def _group(key: GroupKey, rows: list[LogRow]) -> Group:

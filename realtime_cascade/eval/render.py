@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 from .deferral import Comparison, GroupReport, Operating
 from .frugal import FrugalReport
+from .logs import Skipped
 from .routellm import RouteLLMReport
+from .tradeoff import Tradeoff
 
 
 def _pct(x: float) -> str:
@@ -40,6 +42,65 @@ def _op(op: Operating | None) -> list[str]:
         _usd(op.mean_cost_usd),
         saving,
     ]
+
+
+def _ci(ci: tuple[float, float] | None, fmt: str = "{:+.1f}") -> str:
+    return "" if ci is None else f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _headline_op(label: str, op: Operating | None) -> list[str]:
+    if op is None:
+        return [f"    {label}: no policy reaches it"]
+    saving = "-" if op.cost_saving is None else _pct(op.cost_saving)
+    return [
+        f"    {label}: {_pct(op.accuracy)}, {op.accuracy_delta_pts:+.1f} pts vs the model"
+        f"{_ci(op.accuracy_delta_ci_pts)}; {_usd(op.mean_cost_usd)}/q, saving {saving}"
+        f"{_ci(op.cost_saving_ci, '{:.1%}')}; {_policy_summary(op.policies)}"
+    ]
+
+
+def _headline(c: Comparison, title: str) -> list[str]:
+    out = [f"  {title}: {c.model} ({_pct(c.accuracy)} held out at {_usd(c.mean_cost_usd)}/q)"]
+    out += _headline_op("at its accuracy", c.at_accuracy)
+    out += _headline_op("at 1 point below", c.at_accuracy_minus_1pt)
+    out += _headline_op("at its cost", c.at_cost)
+    return out
+
+
+def _tradeoffs(r: GroupReport) -> list[str]:
+    rows = [t for t in ([r.tradeoff] if r.tradeoff else []) + r.cascade_tradeoffs]
+    if not rows:
+        return []
+
+    def auc(x: float, ci: tuple[float, float] | None) -> str:
+        return f"{x:.4f}{_ci(ci, '{:.4f}')}"
+
+    def line(t: Tradeoff) -> list[str]:
+        return [
+            t.cascade,
+            auc(t.grid.auc, t.grid.auc_ci),
+            auc(t.tuned.auc, t.tuned.auc_ci),
+            f"{t.auc_gain:+.1%}{_ci(t.auc_gain_ci, '{:+.1%}')}",
+            f"{t.grid.train_auc:.4f} / {t.tuned.train_auc:.4f}",
+        ]
+
+    out = [
+        "",
+        "  cost-error curves, grid against tuned thresholds (normalised area under the held-out",
+        "  error-vs-cost curve = mean error over the cost range, lower is better; gain = 1 -",
+        "  tuned/grid; both chosen on train for each of 21 cost weights):",
+    ]
+    out += _table(
+        ["cascade", "AUC grid", "AUC tuned", "gain", "train AUC grid / tuned"],
+        [line(t) for t in rows],
+    )
+    return out
+
+
+def render_skipped(skipped: Sequence[Skipped], source: str) -> str:
+    out = [f"== {source}: {len(skipped)} group(s) skipped"]
+    out += [f"   {s.reason}" for s in skipped]
+    return "\n".join(out)
 
 
 def _policy_summary(policies: Sequence[str]) -> str:
@@ -88,17 +149,46 @@ def render_group(r: GroupReport, source: str) -> str:
         "  single models (held-out rows; cheapest first):",
     ]
     out += _table(
-        ["model", "accuracy", "$/query", "latency ms", "calibration P(correct)=σ(a+b·lp)"],
+        [
+            "model",
+            "accuracy",
+            "train acc",
+            "$/query",
+            "latency ms",
+            "calibration P(correct)=σ(a+b·lp)",
+            "ECE",
+            "Brier",
+            "raw ECE/Brier",
+        ],
         [
             [
                 m.name + (" *" if m.name == r.reference_model else ""),
                 _pct(m.accuracy),
+                _pct(m.train_accuracy),
                 _usd(m.mean_cost_usd),
                 f"{m.mean_latency_ms:.0f}",
                 f"a={m.calibration.bias:.3g} b={m.calibration.slope:.3g}",
+                f"{m.calibrated_quality.ece:.3f}",
+                f"{m.calibrated_quality.brier:.3f}",
+                f"{m.raw_quality.ece:.3f} / {m.raw_quality.brier:.3f}",
             ]
             for m in r.models
         ],
+    )
+    out += ["  (ECE, Brier: held out, of the P(correct) fitted on train; raw: of exp(logprob))"]
+    out += [f"  warning: {w}" for w in r.warnings]
+    ci = f", 95% bootstrap intervals over {r.bootstrap_resamples} resamples of held-out queries"
+    out += [
+        "",
+        "  headline" + (ci if r.bootstrap_resamples else "") + ":",
+    ]
+    out += _headline(
+        r.headline.train_chosen,
+        "train-chosen (target: the model most accurate on train, at its train accuracy)",
+    )
+    out += _headline(
+        r.headline.hindsight,
+        "hindsight (the model most accurate held out; policies picked on held-out rows: a ceiling)",
     )
     out += ["", "  held-out cost-accuracy curve (the most accurate policy on train per cost cap):"]
     out += _table(
@@ -133,6 +223,7 @@ def render_group(r: GroupReport, source: str) -> str:
             for c in r.cascades
         ],
     )
+    out += _tradeoffs(r)
     return "\n".join(out)
 
 

@@ -41,6 +41,7 @@ import msgspec
 from ..core.router import OnlineRouter
 from .errors import DataError
 from .features import FEATURE_SETS, FeatureSet, Scaler, dims, vectorize
+from .logs import LogRow
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -393,3 +394,70 @@ def evaluate_routellm(
         for d in load(root, benchmarks)
     ]
     return RouteLLMReport(seed, train_fraction, passes, reports)
+
+
+# --- RouteLLM as a per-query log ----------------------------------------------------------
+
+# USD per 1M tokens in the paper's cost analysis (SOURCE.md); tokens are estimated from the
+# prompt's length, as the data holds no usage.
+PRICES = {WEAK: 0.24, STRONG: 24.7}
+CHARS_PER_TOKEN = 4
+LOG_BENCHMARKS = ("mmlu", "gsm8k")  # correctness, not judge scores
+
+
+def _scores(train: Sequence[Item], score: Sequence[Item], passes: int, seed: int) -> list[float]:
+    """P(strong does better) for ``score`` from the standardised words router fit on ``train``."""
+    vecs = [vectorize(it.prompt, "request+words") for it in train]
+    scale = Scaler.fit(vecs)
+    xs = [scale(v) for v in vecs]
+    lr = choose_learning_rate(xs, train, passes, seed)
+    router = train_router(xs, [it.strong > it.weak for it in train], passes, seed, lr)
+    return [router.predict(scale(vectorize(it.prompt, "request+words"))) for it in score]
+
+
+def log_rows(
+    root: Path, *, seed: int = 0, train_fraction: float = 0.5, passes: int = 3
+) -> list[LogRow]:
+    """MMLU and GSM8K as a ``logs`` log: the weak model's confidence is log P(the strong model
+    does no better), from the words router; the strong model's is 0 (it is last, never asked).
+
+    The split is ``evaluate_dataset``'s. Test rows are scored by the router fit on all train
+    rows; each train half by the router fit on the other half (cross-fitting), so the
+    thresholds ``eval`` chooses on train see out-of-sample scores. Latency is not in the data
+    (0). Cost is the estimated prompt tokens times the price of each model asked.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise DataError(f"train fraction must be in (0, 1), got {train_fraction}")
+    rows: list[LogRow] = []
+    for data in load(root, LOG_BENCHMARKS):
+        order = list(range(len(data.items)))
+        random.Random(seed).shuffle(order)
+        cut = round(train_fraction * len(order))
+        train, test = order[:cut], order[cut:]
+        half = len(train) // 2
+        a, b = train[:half], train[half:]
+        items = data.items
+        score: dict[int, float] = {}
+        for fit, out in ((a, b), (b, a), (train, test)):
+            got = _scores([items[i] for i in fit], [items[i] for i in out], passes, seed)
+            score.update(zip(out, got, strict=True))
+        in_train = set(train)
+        for i, it in enumerate(items):
+            tokens = max(1, len(it.prompt) // CHARS_PER_TOKEN)
+            for model, correct, conf in (
+                (WEAK, it.weak, math.log(max(1e-300, 1.0 - score[i]))),
+                (STRONG, it.strong, 0.0),
+            ):
+                rows.append(
+                    LogRow(
+                        query_idx=str(i),
+                        model=model,
+                        correct=correct > 0.5,
+                        raw_confidence=min(0.0, conf),
+                        cost_usd=tokens * PRICES[model] / 1e6,
+                        latency_ms=0.0,
+                        benchmark=data.name,
+                        split="train" if i in in_train else "test",
+                    )
+                )
+    return rows
