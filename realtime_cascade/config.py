@@ -158,16 +158,28 @@ def loads(text: str | bytes, source: str = "<config>") -> Config:
     return _check(config, source)
 
 
+# Configs that ship inside the package, by name: ``--config booking`` works from an installed
+# wheel, where no ``demos/`` folder sits in the current directory.
+PACKAGED = {"booking": ("realtime_cascade.demos.booking", "config.toml")}
+
+
 def load(path: str | Path | None = None) -> Config:
-    """Load ``path``, or the embedded default when None."""
+    """Load ``path``, or a packaged config by name (``PACKAGED``), or the embedded default
+    when None. A file of that name wins over a packaged config."""
     if path is None:
         text = resources.files("realtime_cascade").joinpath("default.toml").read_bytes()
         return loads(text, "default.toml")
     p = Path(path)
+    if isinstance(path, str) and path in PACKAGED and not p.exists():
+        package, name = PACKAGED[path]
+        return loads(resources.files(package).joinpath(name).read_bytes(), f"{path} ({name})")
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+        hint = ""
+        if isinstance(path, str) and not p.suffix:
+            hint = f" (packaged configs: {', '.join(sorted(PACKAGED))})"
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}{hint}") from None
     return loads(data, str(p))
 
 
@@ -196,8 +208,8 @@ def build_providers(profile: ProfileConfig) -> list[Provider]:
                 fields = {f: getattr(oa, f) for f in OpenAIProviderConfig.__struct_fields__}
                 try:
                     providers.append(OpenAIProvider(tier.name, OpenAIProviderConfig(**fields)))
-                except MissingAPIKey as exc:
-                    raise ConfigError(f"tier {tier.name!r}: {exc}") from None
+                except MissingAPIKey as exc:  # its message names the tier already
+                    raise ConfigError(str(exc)) from None
     return providers
 
 

@@ -17,3 +17,17 @@ def _freeze_the_heap_left_by_earlier_modules() -> Iterator[None]:
     gc.collect()
     gc.freeze()
     yield
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # A skipped test is easy to miss in `-q` output; the full-data tests are the ones that skip
+    # on a plain clone, so say which did not run and why, every time.
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if "full_data" in r.nodeid
+    ]
+    if not skipped:
+        return
+    terminalreporter.section("full-data tests not run")
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        terminalreporter.line(f"{report.nodeid}: {reason}")

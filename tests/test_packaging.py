@@ -3,6 +3,8 @@ and the demos land inside the package's namespace, never as a top-level ``demos`
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -59,3 +61,25 @@ def test_wheel_installs_demos_inside_the_namespace(tmp_path: Path) -> None:
         "realtime_cascade/py.typed",
     ):
         assert path in names
+
+    # From the installed wheel, in a directory with no demos/ folder, the packaged booking
+    # config is named, not pathed.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    script = (
+        "import json, sys, realtime_cascade\n"
+        f"assert realtime_cascade.__file__.startswith({str(site)!r}), realtime_cascade.__file__\n"
+        "from realtime_cascade.cli.main import main\n"
+        "sys.exit(main(['ask', '--json', '--config', 'booking', 'Cancel booking B-1001.']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["status"] == "completed"

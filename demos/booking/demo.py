@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ from .wsagent import WsAgent
 
 CONFIG = Path(__file__).with_name("config.toml")
 PROFILE = "booking"
+
+# Called as each conversation ends: the policy, the conversation and its turns' reports.
+Progress = Callable[[str, "Conversation", list["TurnReport"]], None]
 
 
 class TurnReport(msgspec.Struct, frozen=True):
@@ -119,8 +122,9 @@ async def play_inprocess(
     policy: Policy,
     suite: Sequence[Conversation],
     *,
-    config_path: Path = CONFIG,
+    config_path: Path | str = CONFIG,
     limits: AgentLimits | None = None,
+    progress: Progress | None = None,
 ) -> list[TurnReport]:
     """Play every conversation of ``suite`` concurrently, in-process (TurnRunner directly)."""
     cfg = config_mod.load(config_path)
@@ -130,9 +134,13 @@ async def play_inprocess(
     async def conversation(conv: Conversation) -> None:
         store = Store()
         agent = Agent(session_profile(base, store), store, limits=limits, policy=policy)
+        mine = []
         for i, turn in enumerate(conv.turns):
             result = await agent.turn(turn.text)
-            reports.append(report(policy.name, conv, i, result, store))
+            mine.append(report(policy.name, conv, i, result, store))
+        reports.extend(mine)
+        if progress is not None:
+            progress(policy.name, conv, mine)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -151,6 +159,7 @@ async def play_ws(
     *,
     session_cap_usd: float,
     limits: AgentLimits | None = None,
+    progress: Progress | None = None,
 ) -> list[TurnReport]:
     """Play every conversation of ``suite`` concurrently, one WebSocket connection each."""
     from websockets.asyncio.client import connect
@@ -163,9 +172,13 @@ async def play_ws(
             agent = WsAgent(ws, store, limits=limits, policy=policy,
                             session_cap_usd=session_cap_usd)
             await agent.open()
+            mine = []
             for i, turn in enumerate(conv.turns):
                 result = await agent.turn(turn.text)
-                reports.append(report(policy.name, conv, i, result, store))
+                mine.append(report(policy.name, conv, i, result, store))
+        reports.extend(mine)
+        if progress is not None:
+            progress(policy.name, conv, mine)
 
     async with anyio.create_task_group() as tg:
         for conv in suite:
@@ -186,17 +199,22 @@ def policies(tiers: int) -> tuple[Policy, Policy, Policy]:
 async def play_all(
     suite: Sequence[Conversation] = SUITE,
     *,
-    config_path: Path = CONFIG,
+    config_path: Path | str = CONFIG,
     websocket: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, list[TurnReport]]:
     """The suite under all three policies, concurrently; over WebSocket when ``websocket``."""
     cfg = config_mod.load(config_path)
+    if PROFILE not in cfg.profiles:
+        raise config_mod.ConfigError(f"{config_path}: the demo needs a profile {PROFILE!r}")
     profile = cfg.profiles[PROFILE]
     out: dict[str, list[TurnReport]] = {}
     if not websocket:
 
         async def one(policy: Policy) -> None:
-            out[policy.name] = await play_inprocess(policy, suite, config_path=config_path)
+            out[policy.name] = await play_inprocess(
+                policy, suite, config_path=config_path, progress=progress
+            )
 
         async with anyio.create_task_group() as tg:
             for p in policies(len(profile.tiers)):
@@ -210,7 +228,11 @@ async def play_all(
 
         async def remote(policy: Policy) -> None:
             out[policy.name] = await play_ws(
-                url, policy, suite, session_cap_usd=profile.budgets.session_cap_usd
+                url,
+                policy,
+                suite,
+                session_cap_usd=profile.budgets.session_cap_usd,
+                progress=progress,
             )
 
         async with anyio.create_task_group() as tg:
@@ -309,10 +331,19 @@ def render_table(runs: dict[str, list[TurnReport]]) -> str:
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo: argparse.ArgumentParser = subparsers.add_parser(
-        "demo", help="play the booking suite under cascade, light-only and strong-only"
+        "demo",
+        help="play the booking suite under cascade, light-only and strong-only",
+        description="Play the booking suite (17 conversations, 50 user turns) under three "
+        "policies, over WebSocket connections to a server started in-process: a line per "
+        "conversation as it ends, then the transcript, then the summary table.",
     )
-    demo.add_argument("--json", action="store_true", help="print only the summary as JSON")
-    demo.add_argument("--config", default=str(CONFIG), help="the booking config (TOML)")
+    demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
+    demo.add_argument(
+        "--config",
+        default="booking",
+        help="the booking config: a TOML file with a 'booking' profile, or the packaged one "
+        "(default: %(default)s)",
+    )
     demo.add_argument(
         "--inprocess", action="store_true",
         help="drive the runtime directly instead of over WebSocket connections to a server",
@@ -321,12 +352,35 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     return demo
 
 
+def progress_line(total: int) -> Progress:
+    """A progress report on stderr, one line per finished conversation: the run is silent for
+    seconds otherwise, and stdout stays the transcript and the table."""
+    done = 0
+
+    def line(policy: str, conv: Conversation, reports: list[TurnReport]) -> None:
+        nonlocal done
+        done += 1
+        ok = sum(r.success for r in reports)
+        sys.stderr.write(
+            f"demo: [{done:>{len(str(total))}}/{total}] {policy:<11} {conv.id}: "
+            f"{ok}/{len(reports)} turns succeeded\n"
+        )
+        sys.stderr.flush()
+
+    return line
+
+
 def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     websocket = not args.inprocess
+    how = "over WebSocket" if websocket else "in-process"
+    total = 3 * len(SUITE)
+    sys.stderr.write(f"demo: {len(SUITE)} conversations x 3 policies, {how} (Ctrl-C stops)\n")
 
     async def main() -> dict[str, list[TurnReport]]:
-        return await play_all(SUITE, config_path=Path(args.config), websocket=websocket)
+        return await play_all(
+            SUITE, config_path=args.config, websocket=websocket, progress=progress_line(total)
+        )
 
     runs = anyio.run(main)
     ordered = {k: runs[k] for k in ("cascade", "light-only", "strong-only")}
@@ -335,7 +389,6 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     for reports in ordered.values():
         sys.stdout.write(render_transcript(reports) + "\n")
-    sys.stdout.write("\n" + render_table(ordered) + "\n")
-    how = "over WebSocket" if websocket else "in-process"
     sys.stdout.write(f"\n({how}, {time.monotonic() - started:.1f} s)\n")
+    sys.stdout.write("\n" + render_table(ordered) + "\n")  # last: what a reader looks for
     return 0

@@ -26,7 +26,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "eval",
         help="evaluate deferral on per-query logs, and routing on RouteLLM's data",
-        description=__doc__,
+        description="Offline evaluation: deferral policies on per-query logs of model calls, "
+        "routers on RouteLLM's data, FrugalGPT's budgets on its tables. Every choice is made "
+        "on training rows and scored on held-out rows. Bad input exits with status 2.",
     )
     p.add_argument(
         "--log",

@@ -14,11 +14,19 @@ import msgspec
 from .. import config as config_mod
 from .. import loop
 from ..server.app import SHUTDOWN_GRACE_S, RealtimeServer
+from .errors import CommandError, port_in_use
+from .options import CONFIG_HELP
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("serve", help="serve the Realtime-compatible WebSocket API")
-    p.add_argument("--config", default=None, help="TOML config (default: the embedded sim tiers)")
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the Realtime-compatible WebSocket API and the browser console",
+        description="Serve the OpenAI Realtime-compatible WebSocket API (one cascade per "
+        "profile; the client's model= picks it), /healthz, /metrics and the browser console, "
+        "until Ctrl-C or SIGTERM.",
+    )
+    p.add_argument("--config", default=None, help=CONFIG_HELP)
     p.add_argument("--host", default=None, help="listen address (default: from config)")
     p.add_argument("--port", type=int, default=None, help="port (default: from config; 0: any)")
     p.add_argument(
@@ -47,7 +55,13 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
         logging.getLogger("websockets").setLevel(logging.WARNING)
-    loop.run(_serve_main, cfg, args.host, args.port, args.grace)
+    try:
+        loop.run(_serve_main, cfg, args.host, args.port, args.grace)
+    except Exception as exc:
+        if port_in_use(exc):
+            port = cfg.server.port if args.port is None else args.port
+            raise CommandError(f"port {port} is in use: pass --port (0: any free port)") from None
+        raise
     return 0
 
 
@@ -68,9 +82,11 @@ async def _serve_main(
     try:
         for name in sorted(server.profiles):
             print(f"realtime-cascade: serving {server.url(name)}", flush=True)
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        if server.static_dir is not None:
+            print(f"realtime-cascade: browser console at http://{host}:{server.port}/", flush=True)
         print(
-            f"realtime-cascade: health at http://{server.host}:{server.port}/healthz "
-            "(Ctrl-C to stop)",
+            f"realtime-cascade: health at http://{host}:{server.port}/healthz (Ctrl-C to stop)",
             flush=True,
         )
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

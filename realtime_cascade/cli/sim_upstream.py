@@ -13,6 +13,7 @@ import msgspec
 from .. import loop
 from ..providers.sim import SimProfile
 from ..providers.sim_upstream import SimUpstream, default_profiles, parse_fault
+from .errors import port_in_use
 
 
 def parse_profile(spec: str) -> tuple[str, SimProfile]:
@@ -107,9 +108,14 @@ def run_sim_upstream(args: argparse.Namespace) -> int:
         loop.run(run)
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
-        print(f"sim-upstream: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # the task group wraps a failed bind in an ExceptionGroup
+        if port_in_use(exc):
+            print(f"sim-upstream: port {args.port} is in use: pass --port", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):
+            print(f"sim-upstream: {exc}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 

@@ -1,13 +1,18 @@
-"""APGR and CPT by hand, and the router evaluation on RouteLLM's real data when it is present."""
+"""APGR and CPT by hand; the loaders and the router evaluation on the shipped sample of RouteLLM's
+data, and on the full data when it is present (``full_data`` tests, see conftest)."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
 
 from realtime_cascade.eval.errors import DataError
 from realtime_cascade.eval.routellm import (
+    STRONG,
+    WEAK,
     apgr,
     cpt,
     evaluate_dataset,
@@ -46,7 +51,7 @@ def test_missing_directory(tmp_path: Path) -> None:
         find_evals(tmp_path)
 
 
-def test_loads_the_real_data(routellm_dir: Path) -> None:
+def test_full_data_loads(routellm_dir: Path) -> None:
     mmlu, gsm8k, mt = load(routellm_dir)
     # SOURCE.md: 14,042 MMLU and 1,319 GSM8K queries; the contaminated prompts files list
     # 5, 12 and 8 prompts; MT-Bench has 80 questions.
@@ -59,7 +64,7 @@ def test_loads_the_real_data(routellm_dir: Path) -> None:
     assert all(1 <= i.weak <= 10 and 1 <= i.strong <= 10 for i in mt.items)
 
 
-def test_router_on_gsm8k(routellm_dir: Path) -> None:
+def test_full_data_router_on_gsm8k(routellm_dir: Path) -> None:
     (gsm8k,) = load(routellm_dir, ["gsm8k"])
     r = evaluate_dataset(gsm8k, seed=0)
     assert r.n_train + r.n_test == 1307 and abs(r.n_train - r.n_test) <= 1
@@ -73,3 +78,69 @@ def test_router_on_gsm8k(routellm_dir: Path) -> None:
     learned = by_name["online router words"]
     assert 0.5 < learned.apgr < by_name["oracle"].apgr
     assert learned.cpt50 < 0.5
+
+
+def _sample_counts(evals: Path) -> dict[str, tuple[int, int, float, float]]:
+    """Items, exclusions and the weak and strong totals, read from the sample's files directly
+    (not through the loader), so the loader is checked against the files themselves."""
+
+    def dirty(bench: str) -> set[str]:
+        lines = (evals / bench / "contaminated_prompts.jsonl").read_text().splitlines()
+        return {json.loads(ln)["eval_prompt"] for ln in lines if ln.strip()}
+
+    def csv_counts(paths: list[Path], bench: str) -> tuple[int, int, float, float]:
+        rows = [r for p in paths for r in csv.DictReader(p.open(newline="", encoding="utf-8"))]
+        kept = [r for r in rows if r["prompt"] not in dirty(bench)]
+        weak = sum(r[WEAK] == "True" for r in kept)
+        return len(kept), len(rows) - len(kept), weak, sum(r[STRONG] == "True" for r in kept)
+
+    mmlu = sorted((evals / "mmlu" / "responses").glob("*.csv"))
+    gsm8k = [evals / "gsm8k" / "gsm8k_responses.csv"]
+    return {"mmlu": csv_counts(mmlu, "mmlu"), "gsm8k": csv_counts(gsm8k, "gsm8k")}
+
+
+def test_loads_the_sample(routellm_sample: Path) -> None:
+    mmlu, gsm8k, mt = load(routellm_sample)
+    evals = routellm_sample / "routellm" / "evals"
+    # tests/data/SOURCE.md: 2 MMLU subjects x 40 rows, 40 GSM8K rows, MT-Bench questions 81-100;
+    # 2, 4 and 4 of those are contaminated and dropped.
+    assert (len(mmlu.items), mmlu.excluded) == (78, 2)
+    assert (len(gsm8k.items), gsm8k.excluded) == (36, 4)
+    assert (len(mt.items), mt.excluded) == (16, 4)
+    for data in (mmlu, gsm8k):
+        n, excluded, weak, strong = _sample_counts(evals)[data.name]
+        assert (len(data.items), data.excluded) == (n, excluded)
+        assert sum(i.weak for i in data.items) == weak
+        assert sum(i.strong for i in data.items) == strong
+    # MT-Bench: each question's value is the mean judge score over its two turns.
+    first = mt.items[0]
+    assert first.prompt.startswith("Draft a professional email seeking your supervisor")
+    scores = [
+        json.loads(ln) for ln in (evals / "mt_bench" / "judgements.jsonl").read_text().splitlines()
+    ]
+    turns = [j["score"] for j in scores if j["question_id"] == 82 and j["model"] == STRONG]
+    assert len(turns) == 2 and first.strong == pytest.approx(sum(turns) / 2)
+    assert all(1 <= i.weak <= 10 and 1 <= i.strong <= 10 for i in mt.items)
+
+
+def test_router_on_the_sample(routellm_sample: Path) -> None:
+    (gsm8k,) = load(routellm_sample, ["gsm8k"])
+    r = evaluate_dataset(gsm8k, seed=0)
+    assert (r.n_train, r.n_test) == (18, 18)
+    rand, oracle = r.routers[0], r.routers[-1]
+    assert rand.router.startswith("random") and oracle.router.startswith("oracle")
+    assert (rand.apgr, rand.cpt50) == (0.5, 0.5)
+    assert oracle.apgr > 1.0 and oracle.cpt50 < 0.5
+    assert len(r.routers) == 5  # random, three online routers, oracle
+
+
+def test_full_data_the_sample_is_cut_from_it(routellm_dir: Path, tmp_path: Path) -> None:
+    from tests.data.make_samples import main as make_samples
+
+    make_samples(["make_samples.py", str(routellm_dir.parent), str(tmp_path)])
+    shipped = Path(__file__).resolve().parents[1] / "data" / "routellm"
+    files = sorted(p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "routellm")
+                           for p in (tmp_path / "routellm").rglob("*") if p.is_file())
+    for rel in files:
+        assert (tmp_path / "routellm" / rel).read_bytes() == (shipped / rel).read_bytes(), rel
