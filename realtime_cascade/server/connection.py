@@ -26,6 +26,7 @@ from .admission import TokenBucket
 log = logging.getLogger(__name__)
 
 _CONTROL = (Opcode.PING, Opcode.PONG)
+_ABORT_AFTER_S = 2.0
 
 
 class GuardedConnection(ServerConnection):
@@ -71,6 +72,11 @@ class GuardedConnection(ServerConnection):
             self.send_data()
         except Exception:  # the transport is already gone: nothing left to tell the client
             self.transport.abort()
+            return
+        # close() waits for the close frame to be written, which a client that does not read
+        # never lets happen: abort after the close timeout.
+        self.transport.close()
+        self.loop.call_later(self.close_timeout or _ABORT_AFTER_S, self.transport.abort)
 
     def forget_handshake(self) -> None:
         """Drop websockets' bound ``select_subprotocol`` callback: it closes over this
