@@ -48,7 +48,7 @@ from .. import wire
 from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
-from .admission import KeyLimits, TokenBucket, client_identity, matched_key
+from .admission import KeyLimits, KeyStore, TokenBucket, client_identity, matched_key
 from .connection import GuardedConnection
 from .conversation import ConversationLimits, IdFactory, new_id
 from .ops import Operations
@@ -260,7 +260,7 @@ class RealtimeServer:
         self._decoder = wire.ClientDecoder()
         self._encoder = msgspec.json.Encoder()
         self._live: dict[str, _Live] = {}
-        self._keys = KeyLimits(
+        self._keys: KeyStore = KeyLimits(
             self.limits.max_sessions_per_key, self.limits.max_events_per_second_per_key
         )
         self._server: Server | None = None
