@@ -218,6 +218,8 @@ def server_config(
     prof.setdefault("policy", {})["router_min_observations"] = 1_000_000_000
     server = data.setdefault("server", {})
     server["max_sessions"] = max(max_sessions, int(server.get("max_sessions", 0)))
+    # every bench client is 127.0.0.1, one identity: its cap must not be the bench's
+    server["max_sessions_per_key"] = 0
     server["max_events_per_second"] = max(1000.0, float(server.get("max_events_per_second", 0)))
     data["log_level"] = "warning"
     text = toml_dumps(data)

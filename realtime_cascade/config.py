@@ -91,13 +91,22 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api_keys: tuple[str, ...] = ()  # bearer keys; none = open (warned on non-loopback hosts)
     allow_unauthenticated: bool = False  # must be set to serve open on a non-loopback host
     allowed_origins: tuple[str, ...] = ()  # browser Origins allowed; empty = same host only
+    # Host headers accepted ("*": any); empty = on a server without keys, loopback names only
+    # (a DNS-rebinding page reaches a loopback server under its own name), else any.
+    allowed_hosts: tuple[str, ...] = ()
     max_frame_bytes: int = 1 << 20
     max_sessions: int = 1000
-    max_events_per_second: float = 200.0
+    max_events_per_second: float = 200.0  # per session; WebSocket pings and pongs count too
     # Per client identity (its API key; its address on a server without keys); 0: no limit.
-    max_sessions_per_key: int = 0
+    max_sessions_per_key: int = 100
     max_events_per_second_per_key: float = 0.0
-    send_queue_size: int = 1024
+    send_queue_size: int = 1024  # events queued for a client; over it (or the bytes): 1013
+    send_queue_bytes: int = 16 << 20
+    idle_timeout_s: float = 600.0  # no frame from the client and no response running; 0: never
+    # A session's conversation (error ``conversation_limit`` / ``item_too_large``).
+    max_items: int = 2000
+    max_item_bytes: int = 1 << 20
+    max_conversation_bytes: int = 8 << 20
     static_dir: str | None = None  # defaults to demos/web when present
 
 

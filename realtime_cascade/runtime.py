@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
@@ -175,6 +176,11 @@ class TurnRunner:
             if not self.turn.done:
                 tg.start_soon(self._timer)
             await self._finished.wait()
+            # The timer returns by itself once woken (the turn is done): a task the group
+            # cancels keeps its frames, this runner among them, in a reference cycle through
+            # its CancelledError until a full collection. One checkpoint lets it run first.
+            self._wake.set()
+            await anyio.lowlevel.checkpoint()
             tg.cancel_scope.cancel()
         self._tg = None
         trace = self.turn.trace()

@@ -48,9 +48,30 @@ class ToolCallDelta(msgspec.Struct, frozen=True, omit_defaults=True):
     arguments: str = ""
 
 
+MAX_USAGE_TOKENS = 10_000_000  # more than any context window: a larger count is not believed
+
+
 class Usage(msgspec.Struct, frozen=True):
     input_tokens: int
     output_tokens: int
+
+    @classmethod
+    def reported(cls, input_tokens: int, output_tokens: int) -> Usage:
+        """Usage as an upstream reported it, clamped to [0, MAX_USAGE_TOKENS]: a negative
+        count would credit cost, a huge one spend a budget on a lie."""
+
+        def clamp(n: int) -> int:
+            return max(0, min(n, MAX_USAGE_TOKENS))
+
+        return cls(clamp(input_tokens), clamp(output_tokens))
+
+
+MAX_ERROR_CHARS = 1000  # of an upstream's error message kept (they are relayed to clients)
+
+
+def clip_message(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An upstream's message, cut to ``limit`` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more chars)"
 
 
 class Chunk(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -61,6 +61,7 @@ from .base import (
     UpstreamStatus,
     UpstreamTimeout,
     Usage,
+    clip_message,
 )
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class OpenAIProviderConfig(msgspec.Struct, tag="openai", frozen=True, forbid_unk
     # Merged into every request body last, so it can also override the continuation flags for
     # servers that name them differently.
     extra_body: dict[str, object] = {}
+    # What one reply may make the server hold, whatever max_tokens asked for (a hostile or
+    # broken upstream ignores it): text and tool arguments together, and tool calls. Over
+    # either, the stream fails (malformed_stream) and the cascade falls back.
+    max_reply_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1 << 20
+    max_tool_calls: Annotated[int, msgspec.Meta(ge=1)] = 32
 
 
 class MissingAPIKey(ValueError):
@@ -189,6 +195,7 @@ _CHUNK_DECODER = msgspec.json.Decoder(_StreamChunk)
 # And one encoder for every request body.
 _BODY_ENCODER = msgspec.json.Encoder()
 _INCLUDE_USAGE: dict[str, object] = {"include_usage": True}
+_EVENT_SLACK = 64 << 10  # an SSE event's JSON around its text
 
 
 class _Redactor:
@@ -213,11 +220,35 @@ class ChatStreamDecoder:
     finish), or at ``[DONE]`` for servers that send no usage.
     """
 
-    __slots__ = ("_buffer", "_data", "_final_sent", "_finish", "_name", "_redact", "_usage", "done")
+    __slots__ = (
+        "_buffer",
+        "_calls",
+        "_data",
+        "_final_sent",
+        "_finish",
+        "_max_bytes",
+        "_max_calls",
+        "_name",
+        "_redact",
+        "_reply_bytes",
+        "_usage",
+        "done",
+    )
 
-    def __init__(self, name: str = "openai", redact: _Redactor | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "openai",
+        redact: _Redactor | None = None,
+        *,
+        max_reply_bytes: int = 1 << 20,
+        max_tool_calls: int = 32,
+    ) -> None:
         self._name = name
         self._redact = redact if redact is not None else _Redactor("")
+        self._max_bytes = max_reply_bytes
+        self._max_calls = max_tool_calls
+        self._reply_bytes = 0  # characters of text and tool arguments so far
+        self._calls: set[int] = set()  # tool-call indices seen
         self._buffer = b""  # an incomplete line
         self._data: bytes | None = None  # the ``data:`` of the event being read
         self._finish: str | None = None
@@ -232,6 +263,10 @@ class ChatStreamDecoder:
         buffer = self._buffer + data if self._buffer else data
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()
+        # One event cannot be larger than a whole reply (plus its JSON): an endless line is
+        # refused before it is held.
+        if len(self._buffer) > self._max_bytes + _EVENT_SLACK:
+            raise MalformedStream(f"{self._name}: a stream event over {self._max_bytes} bytes")
         for line in lines:
             if line[-1:] == b"\r":
                 line = line[:-1]  # CRLF line ends are legal SSE
@@ -242,6 +277,10 @@ class ChatStreamDecoder:
                         value = value[1:]
                     # Multi-line data is joined with "\n", as the SSE spec says.
                     self._data = value if self._data is None else self._data + b"\n" + value
+                    if len(self._data) > self._max_bytes + _EVENT_SLACK:
+                        raise MalformedStream(
+                            f"{self._name}: a stream event over {self._max_bytes} bytes"
+                        )
                 # Comments (": ping" keep-alives), event:, id: and retry: carry nothing we use.
                 continue
             if self._data is not None:
@@ -281,10 +320,10 @@ class ChatStreamDecoder:
         if msg.error is not None:
             code = msg.error.code
             status = code if isinstance(code, int) and 400 <= code <= 599 else 500
-            detail = self._redact(msg.error.message or msg.error.type or "no message")
+            detail = clip_message(self._redact(msg.error.message or msg.error.type or "no message"))
             raise UpstreamStatus(f"{self._name}: error event in the stream: {detail}", status)
         if msg.usage is not None:
-            self._usage = Usage(msg.usage.prompt_tokens, msg.usage.completion_tokens)
+            self._usage = Usage.reported(msg.usage.prompt_tokens, msg.usage.completion_tokens)
         if msg.choices:
             choice = msg.choices[0]  # we never ask for n > 1
             self._choice(choice, out)
@@ -293,8 +332,29 @@ class ChatStreamDecoder:
         if self._finish is not None and self._usage is not None:
             self._emit_final(out)
 
+    def _bound(self, delta: _Delta) -> None:
+        """Refuse a reply over its size or tool-call count (``max_reply_bytes``,
+        ``max_tool_calls``) before any of it is passed on."""
+        n = len(delta.content) if delta.content else 0
+        for call in delta.tool_calls or ():
+            self._calls.add(call.index)
+            if call.function is not None and call.function.arguments:
+                n += len(call.function.arguments)
+        self._reply_bytes += n
+        if self._reply_bytes > self._max_bytes:
+            raise MalformedStream(
+                f"{self._name}: the reply exceeds {self._max_bytes} characters "
+                "(max_reply_bytes), whatever max_tokens asked for"
+            )
+        if len(self._calls) > self._max_calls:
+            raise MalformedStream(
+                f"{self._name}: the reply has more than {self._max_calls} tool calls "
+                "(max_tool_calls)"
+            )
+
     def _choice(self, choice: _Choice, out: list[Chunk]) -> None:
         delta = choice.delta
+        self._bound(delta)
         entries = choice.logprobs.content if choice.logprobs is not None else None
         text = delta.content
         if text:
@@ -373,7 +433,7 @@ def _status_detail(exc: openai.APIStatusError, redact: _Redactor) -> str:
     # of it, not even a partly masked key.
     if exc.status_code in (401, 403):
         return "authentication failed (check the API key's environment variable)"
-    return redact(exc.message)
+    return clip_message(redact(exc.message))
 
 
 @contextlib.contextmanager
@@ -547,7 +607,13 @@ class OpenAIProvider:
 
     # An AsyncGenerator (not just an iterator), so callers can ``aclosing()`` it.
     async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
-        decoder = ChatStreamDecoder(self.name, self._redact)
+        config = self.config
+        decoder = ChatStreamDecoder(
+            self.name,
+            self._redact,
+            max_reply_bytes=config.max_reply_bytes,
+            max_tool_calls=config.max_tool_calls,
+        )
         with _map_errors(self.name, self._redact):
             response = await self._open(request)
             try:

@@ -10,6 +10,9 @@ remote address. Per identity, :class:`KeyLimits` holds
   the identity's sessions, beside each session's own (``server.max_events_per_second``), so
   opening more sessions does not buy a client more throughput.
 
+The state lives in a :class:`KeyStore` the server owns (:class:`KeyLimits`, in-process), and
+outlives sessions: a client cannot reset its rate by reconnecting.
+
 0 turns a limit off. Per-key policy (tiers, budgets) is governance's business, not this one's.
 
 Keys are compared in constant time: each offered key is hashed and compared with the hash of
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 
 def fingerprint(key: str) -> str:
@@ -72,9 +76,37 @@ class TokenBucket:
             return True
         return False
 
+    def full(self, now: float) -> bool:
+        return self._tokens + (now - self._last) * self.rate >= self.burst
+
+
+class KeyStore(Protocol):
+    """Per-identity state the server's limits need: the one interface a shared store (one
+    state for several worker processes) would implement."""
+
+    def take(self, identity: str, now: float) -> bool:
+        """One event of ``identity``'s: False when over its rate (the event is refused)."""
+        ...
+
+    def can_open(self, identity: str) -> bool: ...
+
+    def open(self, identity: str) -> bool:
+        """Count a new session; False (nothing counted) when ``identity`` is at its cap."""
+        ...
+
+    def close(self, identity: str) -> None: ...
+
+    def sessions(self, identity: str) -> int: ...
+
 
 class KeyLimits:
-    """Sessions and event rate per identity. Entries vanish with an identity's last session."""
+    """Sessions and event rate per identity, in this process (a :class:`KeyStore`).
+
+    A bucket outlives its identity's sessions: the rate is per identity, not per
+    connection, so reconnecting buys nothing. It is dropped once full again (a full bucket is
+    what a new one would be), so the store holds the identities seen in the last
+    ``burst / rate`` seconds and no more.
+    """
 
     def __init__(self, max_sessions: int = 0, events_per_second: float = 0.0) -> None:
         self.max_sessions = max_sessions
@@ -82,6 +114,7 @@ class KeyLimits:
         self.burst = max(1.0, events_per_second)
         self._sessions: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._swept = 0
 
     def sessions(self, identity: str) -> int:
         return self._sessions.get(identity, 0)
@@ -90,7 +123,6 @@ class KeyLimits:
         return self.max_sessions <= 0 or self.sessions(identity) < self.max_sessions
 
     def open(self, identity: str) -> bool:
-        """Count a new session against ``identity``; False (nothing counted) when over its cap."""
         if not self.can_open(identity):
             return False
         self._sessions[identity] = self.sessions(identity) + 1
@@ -102,17 +134,28 @@ class KeyLimits:
             self._sessions[identity] = left
         else:
             self._sessions.pop(identity, None)
-            self._buckets.pop(identity, None)
 
     def take(self, identity: str, now: float) -> bool:
-        """One event of ``identity``'s: False when over its rate (the event is refused)."""
         if self.rate <= 0:
             return True
         bucket = self._buckets.get(identity)
         if bucket is None:
+            if len(self._buckets) >= 2 * self._swept + 1024:
+                self._sweep(now)
             bucket = self._buckets[identity] = TokenBucket(self.rate, self.burst, now)
         return bucket.take(now)
+
+    def _sweep(self, now: float) -> None:
+        """Drop the buckets of identities without sessions whose bucket has refilled."""
+        for identity, bucket in list(self._buckets.items()):
+            if identity not in self._sessions and bucket.full(now):
+                del self._buckets[identity]
+        self._swept = len(self._buckets)
 
     @property
     def identities(self) -> int:
         return len(self._sessions)
+
+    @property
+    def buckets(self) -> int:
+        return len(self._buckets)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import anyio
@@ -47,9 +48,11 @@ from .. import wire
 from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
-from .admission import KeyLimits, TokenBucket, client_identity, matched_key
-from .conversation import IdFactory, new_id
+from .admission import KeyLimits, KeyStore, TokenBucket, client_identity, matched_key
+from .connection import GuardedConnection
+from .conversation import ConversationLimits, IdFactory, new_id
 from .ops import Operations
+from .redact import RedactingLogger, Redactor
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,11 @@ log = logging.getLogger(__name__)
 REALTIME_PATH = "/v1/realtime"
 HARD_FRAME_FACTOR = 4
 SHUTDOWN_GRACE_S = 5.0
+_CLOSE_TIMEOUT_S = 2.0
+_WRITER_GRACE_S = _CLOSE_TIMEOUT_S + 1.0  # the writer's close handshake, at a session's end
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 _KEY_PROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers on a WebSocket
+_SINGLE_HEADERS = ("Authorization", "Origin", "Host")
 
 
 # --- admission (pure) -----------------------------------------------------------------------------
@@ -73,10 +79,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def hostname_of(authority: str) -> str:
+    """The host of a ``Host`` header or an Origin's authority: no port, no brackets."""
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    if authority.count(":") == 1:
+        authority = authority.partition(":")[0]
+    return authority.lower().rstrip(".")
+
+
+def duplicated_header(headers: Headers) -> str | None:
+    """The first of the headers admission reads that the request repeats (refused: 400)."""
+    for name in _SINGLE_HEADERS:
+        if len(headers.get_all(name)) > 1:
+            return name
+    return None
+
+
 def offered_keys(headers: Headers) -> list[str]:
     """Bearer keys a client offers: ``Authorization: Bearer K`` or the browser subprotocol."""
     keys: list[str] = []
-    auth = headers.get("Authorization", "")
+    values = headers.get_all("Authorization")
+    auth = values[0] if len(values) == 1 else ""
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         keys.append(token.strip())
@@ -93,9 +117,13 @@ def authorized(offered: list[str], keys: tuple[str, ...]) -> bool:
     return not keys or matched_key(offered, keys) is not None
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: tuple[str, ...], *, loopback_only: bool = False
+) -> bool:
     """No Origin (not a browser): allowed. Else it must be listed ("*": any), or, with an
-    empty list, be the server's own host (the page it served)."""
+    empty list, be the server's own host (the page it served) — and, with ``loopback_only``
+    (a server without keys), a loopback one: a DNS-rebinding page is the same host as the
+    name it rebinds, so only a loopback name tells the server's own page apart."""
     if origin is None:
         return True
     if "*" in allowed or origin in allowed:
@@ -103,7 +131,22 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     if allowed or host is None:
         return False
     _, _, origin_host = origin.partition("://")
-    return origin_host == host
+    if origin_host != host:
+        return False
+    return not loopback_only or is_loopback(hostname_of(origin_host))
+
+
+def host_allowed(host: str | None, allowed: tuple[str, ...], *, loopback_only: bool) -> bool:
+    """The ``Host`` header: listed ("*": any; names match with or without the port), or,
+    with an empty list, any on a server with keys and a loopback name on one without (a
+    rebound name such as ``evil.example`` resolving to 127.0.0.1 is refused)."""
+    if "*" in allowed:
+        return True
+    if allowed:
+        return host is not None and (host in allowed or hostname_of(host) in allowed)
+    if not loopback_only:
+        return True
+    return host is not None and is_loopback(hostname_of(host))
 
 
 # --- the send queue -------------------------------------------------------------------------------
@@ -112,28 +155,43 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
 class SendQueue:
     """A session's bounded outbox. ``put`` never blocks: when full, the session is dropped.
 
-    Dropping one event silently would corrupt the client's view of the conversation, so a
-    full queue ends the connection (1013, try again later) instead.
+    Bounded twice: in events (``size``) and in bytes (``max_bytes``, what the queued events
+    hold: one large reply, such as a retrieved 1 MB item, weighs what it is). Dropping one
+    event silently would corrupt the client's view of the conversation, so a full queue ends
+    the connection (1013, try again later) instead.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = 0) -> None:
         self._tx, self._rx = anyio.create_memory_object_stream[bytes](size)
+        self.max_bytes = max_bytes  # 0: events only
+        self.queued_bytes = 0  # queued, or being written to the socket
         self.overflowed = anyio.Event()
+        self.drained = anyio.Event()  # the writer is done
         self.close_code: int = CloseCode.NORMAL_CLOSURE
         self.close_reason = ""
+        self._closed = False
 
     def put(self, data: bytes) -> None:
         if self.overflowed.is_set():
+            return
+        n = len(data)
+        if self.max_bytes and self.queued_bytes + n > self.max_bytes:
+            self.overflowed.set()
             return
         try:
             self._tx.send_nowait(data)
         except anyio.WouldBlock:
             self.overflowed.set()
+            return
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass  # the connection is going away; nothing more will be read
+            return  # the connection is going away; nothing more will be read
+        self.queued_bytes += n
 
     def close(self, code: int, reason: str) -> None:
         """No more events: the writer drains what is queued, then closes with ``code``."""
+        if self._closed:
+            return
+        self._closed = True
         self.close_code, self.close_reason = code, reason
         self._tx.close()
 
@@ -143,9 +201,12 @@ class SendQueue:
             async with self._rx:
                 async for data in self._rx:
                     await ws.send(data, text=True)  # already UTF-8 JSON: no decode, no re-encode
+                    self.queued_bytes -= len(data)
             await ws.close(self.close_code, self.close_reason)
         except ConnectionClosed:
             pass
+        finally:
+            self.drained.set()
 
 
 # --- the server -----------------------------------------------------------------------------------
@@ -157,6 +218,8 @@ class _Live:
     queue: SendQueue
     ws: ServerConnection
     identity: str = ""  # what per-key limits count against (admission.client_identity)
+    last_frame: float = 0.0  # when the client last sent a data frame (the idle timeout's)
+    ended: bool = False  # the connection's handler is done: its tasks end on their own
 
 
 def default_static_dir() -> Path | None:
@@ -197,7 +260,7 @@ class RealtimeServer:
         self._decoder = wire.ClientDecoder()
         self._encoder = msgspec.json.Encoder()
         self._live: dict[str, _Live] = {}
-        self._keys = KeyLimits(
+        self._keys: KeyStore = KeyLimits(
             self.limits.max_sessions_per_key, self.limits.max_events_per_second_per_key
         )
         self._server: Server | None = None
@@ -235,6 +298,17 @@ class RealtimeServer:
                 name: config_mod.build_profile(self.config, name) for name in self.config.profiles
             }
         self.ops = Operations(self.config, observers=self._observers)
+        limits = self.limits
+        redact = Redactor((*limits.api_keys, *self.ops.keys.secrets))
+
+        def connection(*args: Any, **kwargs: Any) -> GuardedConnection:
+            rate = limits.max_events_per_second
+            return GuardedConnection(*args, **kwargs).guard(
+                TokenBucket(rate, max(1.0, rate), self._clock()),
+                self._clock,
+                limits.send_queue_bytes,
+            )
+
         self._server = await serve(
             self._handle,
             self.host,
@@ -244,8 +318,10 @@ class RealtimeServer:
             max_size=self.limits.max_frame_bytes * HARD_FRAME_FACTOR,
             max_queue=8,
             compression=None,  # small JSON events: deflate costs more latency than it saves
-            close_timeout=2,
+            close_timeout=_CLOSE_TIMEOUT_S,
             backlog=min(4096, max(128, self.limits.max_sessions)),  # bursts of connects
+            create_connection=cast(type[ServerConnection], connection),
+            logger=RedactingLogger(logging.getLogger("websockets.server"), redact),
         )
 
     @property
@@ -290,8 +366,22 @@ class RealtimeServer:
         headers = Headers([("Content-Type", "application/json"), ("Cache-Control", "no-store")])
         return Response(status, _reason(status), headers, json.dumps(body).encode())
 
+    @property
+    def _keyless(self) -> bool:
+        secrets = self.ops.keys.secrets if self.ops is not None else self.limits.api_keys
+        return not secrets
+
     async def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
         path, _, _ = request.path.partition("?")
+        headers = request.headers
+        duplicated = duplicated_header(headers)
+        if duplicated is not None:
+            return _text(400, f"more than one {duplicated} header\n")
+        loopback_only = self._keyless
+        if not host_allowed(
+            headers.get("Host"), self.limits.allowed_hosts, loopback_only=loopback_only
+        ):
+            return _text(403, "this Host is not allowed (server.allowed_hosts)\n")
         if path == "/healthz":
             status = 503 if self._stopping else 200
             body = {
@@ -308,9 +398,10 @@ class RealtimeServer:
             return await self._static(path)
         if self._stopping:
             return ws.respond(503, "the server is shutting down\n")
-        headers = request.headers
         origin, host = headers.get("Origin"), headers.get("Host")
-        if not origin_allowed(origin, host, self.limits.allowed_origins):
+        if not origin_allowed(
+            origin, host, self.limits.allowed_origins, loopback_only=loopback_only
+        ):
             return ws.respond(403, "this Origin is not allowed\n")
         secrets = self.ops.keys.secrets if self.ops is not None else self.limits.api_keys
         if not authorized(offered_keys(headers), secrets):
@@ -335,12 +426,15 @@ class RealtimeServer:
         if root is None:
             return _text(404, "not found\n")
         rel = path.lstrip("/") or "index.html"
-        target = (root / rel).resolve()
-        if target.is_dir():
-            target = target / "index.html"
-        if not target.is_relative_to(root) or not target.is_file():
+        try:
+            target = (root / rel).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_relative_to(root) or not target.is_file():
+                return _text(404, "not found\n")
+            body = await anyio.Path(target).read_bytes()
+        except (OSError, ValueError, RuntimeError):  # NUL, a name too long, a symlink loop
             return _text(404, "not found\n")
-        body = await anyio.Path(target).read_bytes()
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         headers = Headers([("Content-Type", kind), ("Cache-Control", "no-cache")])
         return Response(200, "OK", headers, body)
@@ -360,18 +454,27 @@ class RealtimeServer:
         ):
             await self._refuse(ws, model, unknown=profile is None)
             return
-        queue = SendQueue(self.limits.send_queue_size)
+        queue = SendQueue(self.limits.send_queue_size, self.limits.send_queue_bytes)
+        limits = ConversationLimits(
+            self.limits.max_items, self.limits.max_item_bytes, self.limits.max_conversation_bytes
+        )
         async with anyio.create_task_group() as tg:
             access = OPEN
             if self.ops is not None:
                 access = self.ops.access(offered_keys(ws.request.headers)) or OPEN
             observer = self.ops.observer if self.ops is not None else NULL_OBSERVER
             session = Session(
-                profile, queue.put, tg, ids=self._ids, access=access, observer=observer
+                profile,
+                queue.put,
+                tg,
+                ids=self._ids,
+                access=access,
+                observer=observer,
+                limits=limits,
             )
-            live = self._live[session.id] = _Live(session, queue, ws, identity)
+            live = self._live[session.id] = _Live(session, queue, ws, identity, self._clock())
             tg.start_soon(queue.pump, ws)
-            tg.start_soon(self._watch_overflow, live)
+            tg.start_soon(self._watch, live)
             session.start()
             session.observer.session_started(session.info)
             try:
@@ -382,7 +485,17 @@ class RealtimeServer:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
                     await session.cancel_response("connection_closed")
                 session.observer.session_ended(session.info)
-                tg.cancel_scope.cancel()
+                # The pump and the watcher end by themselves: a task the group cancels keeps
+                # its frames (the session, the queue) in a reference cycle through its
+                # CancelledError (anyio's task_done holds it), freed only by a full collection.
+                live.ended = True
+                queue.close(CloseCode.NORMAL_CLOSURE, "")
+                queue.overflowed.set()  # wakes the watcher
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_WRITER_GRACE_S):
+                    await queue.drained.wait()
+                tg.cancel_scope.cancel()  # only what did not end in time
+        if isinstance(ws, GuardedConnection):
+            ws.forget_handshake()
 
     async def _refuse(self, ws: ServerConnection, model: str, *, unknown: bool) -> None:
         if unknown:
@@ -403,21 +516,46 @@ class RealtimeServer:
         except ConnectionClosed:
             pass
 
-    async def _watch_overflow(self, live: _Live) -> None:
-        await live.queue.overflowed.wait()
-        log.warning("session %s: send queue full, closing (client too slow)", live.session.id)
-        # Closing ends the reader, whose cleanup cancels the running turn.
-        await live.ws.close(CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow")
+    async def _watch(self, live: _Live) -> None:
+        """Close the connection when its send queue overflows (1013, the client is too slow)
+        or when it has been idle for ``idle_timeout_s`` with no response running (1001)."""
+        queue, timeout = live.queue, self.limits.idle_timeout_s
+        while not live.ended:
+            left = 3600.0 if timeout <= 0 else live.last_frame + timeout - self._clock()
+            with anyio.move_on_after(max(left, 1.0)):
+                await queue.overflowed.wait()
+            if live.ended:
+                return
+            if queue.overflowed.is_set():
+                log.warning(
+                    "session %s: send queue full, closing (client too slow)", live.session.id
+                )
+                # Closing ends the reader, whose cleanup cancels the running turn.
+                await live.ws.close(CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow")
+                return
+            idle = self._clock() - live.last_frame
+            if timeout > 0 and idle >= timeout and not live.session.responding:
+                log.info("session %s: idle for %.0f s, closing", live.session.id, idle)
+                live.session.error(
+                    wire.ProtocolError(
+                        "session_idle_timeout",
+                        f"no event from the client for {timeout:g} s; the session is closed",
+                    )
+                )
+                live.queue.close(CloseCode.GOING_AWAY, "idle timeout")
+                return
 
     async def _read(self, live: _Live) -> None:
         session, ws, limits = live.session, live.ws, self.limits
         rate = limits.max_events_per_second
-        bucket = TokenBucket(rate, max(1.0, rate), self._clock())
+        # One bucket for the connection's data and control frames (pings: GuardedConnection).
+        guarded = ws.events if isinstance(ws, GuardedConnection) else None
+        bucket = guarded or TokenBucket(rate, max(1.0, rate), self._clock())
         strikes = 0
         soft_limit = limits.max_frame_bytes
         try:
             async for message in ws:
-                now = self._clock()
+                now = live.last_frame = self._clock()
                 if not (bucket.take(now) and self._keys.take(live.identity, now)):
                     strikes += 1
                     if strikes > bucket.burst:

@@ -2,6 +2,12 @@
 
 Pure (no I/O, no awaits). Tool-call bookkeeping: a ``function_call_output`` must answer a call
 the conversation holds, once.
+
+Limits (:class:`ConversationLimits`, from ``server.max_items`` / ``max_item_bytes`` /
+``max_conversation_bytes``): a client's item must fit (:meth:`Conversation.admit`:
+``item_too_large`` / ``conversation_limit``), and a response starts only while the
+conversation is under its limits (:meth:`Conversation.check_room`), so the output a response
+adds is bounded by what its tiers may stream. An item's size is its JSON encoding's.
 """
 
 from __future__ import annotations
@@ -22,15 +28,80 @@ def new_id(prefix: str) -> str:
 
 IdFactory = Callable[[str], str]
 
+_SIZE = msgspec.json.Encoder()
+
+
+class ConversationLimits(msgspec.Struct, frozen=True):
+    max_items: int = 2000
+    max_item_bytes: int = 1 << 20
+    max_bytes: int = 8 << 20
+
+
+DEFAULT_LIMITS = ConversationLimits()
+
+
+def item_bytes(item: wire.Item) -> int:
+    return len(_SIZE.encode(item))
+
 
 class Conversation:
     """Ordered items; the chat messages a turn sees; which tool calls await an output."""
 
-    def __init__(self, ids: IdFactory = new_id) -> None:
+    def __init__(
+        self, ids: IdFactory = new_id, limits: ConversationLimits = DEFAULT_LIMITS
+    ) -> None:
         self._ids = ids
+        self.limits = limits
         self._order: list[str] = []
         self._items: dict[str, wire.Item] = {}
         self._answered: set[str] = set()  # call_ids that have an output
+        self._sizes: dict[str, int] = {}  # item id -> bytes when last measured
+        self._growing: set[str] = set()  # items added in progress: measured again when checked
+        self._bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        """The items' size (those still being written are measured now)."""
+        for item_id in list(self._growing):
+            item = self._items[item_id]
+            self._measure(item_id)
+            if item.status != "in_progress":
+                self._growing.discard(item_id)
+        return self._bytes
+
+    def _measure(self, item_id: str) -> int:
+        size = item_bytes(self._items[item_id])
+        self._bytes += size - self._sizes.get(item_id, 0)
+        self._sizes[item_id] = size
+        return size
+
+    def check_room(self, adding: int = 0) -> None:
+        """Refuse (``conversation_limit``) unless one more item of ``adding`` bytes fits."""
+        limits = self.limits
+        if len(self._order) >= limits.max_items:
+            raise SessionError(
+                "conversation_limit",
+                f"the conversation holds {len(self._order)} items, its limit "
+                f"({limits.max_items}); delete items to go on",
+            )
+        total = self.size_bytes + adding
+        if total > limits.max_bytes:
+            raise SessionError(
+                "conversation_limit",
+                f"the conversation would hold {total} bytes, over its limit of "
+                f"{limits.max_bytes}; delete items to go on",
+            )
+
+    def admit(self, item: wire.Item) -> None:
+        """Refuse a client's item that is too large, or does not fit in the conversation."""
+        size = item_bytes(item)
+        if size > self.limits.max_item_bytes:
+            raise SessionError(
+                "item_too_large",
+                f"the item is {size} bytes, over the limit of {self.limits.max_item_bytes}",
+                param="item",
+            )
+        self.check_room(size)
 
     def __len__(self) -> int:
         return len(self._order)
@@ -72,6 +143,9 @@ class Conversation:
             after = previous_item_id
             self._order.insert(self._order.index(previous_item_id) + 1, item.id)
         self._items[item.id] = item
+        self._measure(item.id)
+        if item.status == "in_progress":
+            self._growing.add(item.id)
         if isinstance(item, wire.FunctionCallOutputItem):
             self._answered.add(item.call_id)
         return after
@@ -96,6 +170,8 @@ class Conversation:
         item = self.get(item_id)
         self._order.remove(item_id)
         del self._items[item_id]
+        self._bytes -= self._sizes.pop(item_id, 0)
+        self._growing.discard(item_id)
         if isinstance(item, wire.FunctionCallOutputItem):
             self._answered.discard(item.call_id)
 
@@ -115,6 +191,7 @@ class Conversation:
         if isinstance(part, wire.OutputAudio):  # text_end comes from the audio's timeline
             if text_end is not None:
                 part.transcript = part.transcript[: max(0, text_end)]
+                self._measure(item_id)
             return
         if text_end is None or not isinstance(part, wire.OutputText):
             return
@@ -123,6 +200,7 @@ class Conversation:
                 "invalid_text_end", f"text_end must be in [0, {len(part.text)}]", param="text_end"
             )
         part.text = part.text[:text_end]
+        self._measure(item_id)
 
     def messages(self, instructions: str) -> tuple[Message, ...]:
         """The chat messages (OpenAI shape) for a turn: instructions, then the items in order.

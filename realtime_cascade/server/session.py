@@ -24,6 +24,7 @@ Rules (checked here, each a :class:`SessionError` that becomes an ``error`` even
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -40,7 +41,14 @@ from ..core import (
 from ..observe.governance import OPEN, Access, Governed, Governor
 from ..observe.observer import NULL_OBSERVER, Observer, SessionInfo, TurnInfo
 from ..runtime import CascadeProfile, TurnRequest, TurnRunner
-from .conversation import Conversation, IdFactory, item_from_param, new_id
+from .conversation import (
+    DEFAULT_LIMITS,
+    Conversation,
+    ConversationLimits,
+    IdFactory,
+    item_from_param,
+    new_id,
+)
 from .errors import SessionError
 from .response import ResponseBuilder, Send
 from .settings import (
@@ -81,6 +89,7 @@ class Session:
         ids: IdFactory = new_id,
         observer: Observer = NULL_OBSERVER,
         access: Access = OPEN,
+        limits: ConversationLimits = DEFAULT_LIMITS,
     ) -> None:
         self.id = session_id or ids("sess")
         self.profile = profile
@@ -88,7 +97,7 @@ class Session:
         self._tg = task_group
         self._ids = ids
         self._writer = wire.EventWriter(self.id)
-        self.conversation = Conversation(ids)
+        self.conversation = Conversation(ids, limits)
         self.settings = Settings(profile)
         self._active: _Active | None = None
         self._turns = 0
@@ -96,15 +105,19 @@ class Session:
         self.observer = observer
         self.info = SessionInfo(self.id, profile.name, access.key, access.policy_name)
         self.governor = Governor(access, [t.name for t in profile.params.tiers])
-        self.settings.check = self._check_policy
+        # The callbacks given to parts the session owns reach it through a weak proxy: strong
+        # ones would make a reference cycle, and a cycle outlives its connection until a full
+        # collection (which ``serve`` makes rare), holding the conversation and the queue.
+        me = weakref.proxy(self)
+        self.settings.check = lambda overrides, effective: me._check_policy(overrides, effective)
         self.escalations = 0  # responses that escalated: what max_escalations_per_session counts
         self.audio = AudioSession(
             self.settings.speech,
-            emit=self.emit,
+            emit=lambda event: me.emit(event),
             conversation=self.conversation,
-            responding=lambda: self._active is not None,
-            cancel_response=self.cancel_response,
-            create_response=lambda: self._create_response(wire.ResponseParams()),
+            responding=lambda: me._active is not None,
+            cancel_response=lambda reason: me.cancel_response(reason),
+            create_response=lambda: me._create_response(wire.ResponseParams()),
             task_group=task_group,
             ids=ids,
         )
@@ -139,6 +152,7 @@ class Session:
                 item = item_from_param(param, self._ids)
                 if isinstance(item, wire.FunctionCallOutputItem):
                     self.conversation.check_output(item.call_id)  # refuse before any barge-in
+                self.conversation.admit(item)
                 if (
                     self._active is not None
                     and isinstance(item, wire.MessageItem)
@@ -189,6 +203,8 @@ class Session:
                 f"response {self._active.builder.id} is still in progress",
             )
         check_modalities(p.output_modalities, "response.output_modalities")
+        if p.conversation != "none":
+            self.conversation.check_room()  # what the response adds is bounded by its tiers
         modalities = p.output_modalities or self.settings.output_modalities
         if p.input is not None:
             raise SessionError(

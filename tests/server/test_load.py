@@ -9,6 +9,7 @@ import pytest
 
 from realtime_cascade.server.app import RealtimeServer
 
+from .conftest import ServerFactory
 from .helpers import BOOK, raw, text_of
 
 pytestmark = pytest.mark.anyio
@@ -16,7 +17,13 @@ pytestmark = pytest.mark.anyio
 SESSIONS = 200
 
 
-async def test_200_concurrent_sessions(server: RealtimeServer) -> None:
+async def test_200_concurrent_sessions(make_server: ServerFactory) -> None:
+    # every client here is 127.0.0.1: one identity, over the default per-key cap (100)
+    async with make_server(max_sessions_per_key=0) as server:
+        await _load(server)
+
+
+async def _load(server: RealtimeServer) -> None:
     done: list[str] = []
     peak = 0
 
