@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from realtime_cascade.eval.deferral import (
-    confidences,
     calibrate,
+    confidences,
     quantile,
     threshold_levels,
 )
