@@ -38,7 +38,7 @@ def plot_group(r: GroupReport, directory: Path) -> Path:
     if r.tradeoff is not None:
         for curve, style, name in (
             (r.tradeoff.grid, "--", "grid thresholds"),
-            (r.tradeoff.tuned, "-", "tuned thresholds"),
+            (r.tradeoff.tuned, "-", "tuned thresholds (smooth model)"),
         ):
             pts = sorted((p.mean_cost_usd, p.accuracy) for p in curve.points)
             ax.plot(

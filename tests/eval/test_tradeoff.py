@@ -60,7 +60,7 @@ def test_coordinate_descent_finds_the_exact_threshold() -> None:
     assert coordinate_descent(sw, 10.0, (float("inf"),)) == (float("-inf"),)
 
 
-def test_tuning_never_loses_to_the_grid_on_train() -> None:
+def test_exact_tuning_never_loses_to_the_grid_on_train() -> None:
     rows = [r for r in synthetic_rows(60, seed=3) if (r.benchmark, r.chain) == ("arith", "mixed")]
     (group,) = group_rows(rows)
     fold = run_fold(group, group.indices("train"), group.indices("test"), "calibrated")
@@ -74,7 +74,7 @@ def test_tuning_never_loses_to_the_grid_on_train() -> None:
     )
     better = 0
     for k, lam in enumerate(LAMBDAS):
-        (g,), (t,) = result.grid[k], result.tuned[k]
+        (g,), (t,) = result.grid[k], result.exact[k]
         assert objective(t.train, lam / scale) <= objective(g.train, lam / scale) + 1e-12
         better += objective(t.train, lam / scale) < objective(g.train, lam / scale) - 1e-12
     assert better > 0  # on 30 train rows the grid is coarse enough for tuning to find more
@@ -138,7 +138,9 @@ def test_json_carries_the_new_metrics_and_plot(
     g = groups[1]
     assert set(g["models"][0]["calibrated_quality"]) == {"ece", "brier"}
     t = g["tradeoff"]
-    for method in ("grid", "tuned"):
+    assert t["tuned_method"] == "smooth-model"
+    assert t["exact_auc_gain"] == pytest.approx(1 - t["exact"]["auc"] / t["grid"]["auc"])
+    for method in ("grid", "tuned", "exact"):
         lo, hi = t[method]["auc_ci"]
         assert lo <= t[method]["auc"] <= hi
         assert len(t[method]["points"]) == len(LAMBDAS)
