@@ -157,8 +157,11 @@ class ToolLoop:
             trace = await runner.run()
             self.spent_usd += trace.cost_usd
             calls = trace.tool_calls
-            if trace.status != "completed" or self._cancelled is not None:
+            if trace.status == "cancelled" or self._cancelled is not None:
                 return trace
+            # Otherwise what the core released stands, even from a turn that ended short (a
+            # verifier's refusal with no stronger tier allowed still releases the call): the
+            # tool's own answer (e.g. "that slot is full") is what the model then reports.
             if not calls:
                 if not trace.text:
                     budget = any(d.cause == "budget" for d in trace.decisions)

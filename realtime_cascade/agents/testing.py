@@ -145,13 +145,16 @@ class _Recorder:
     def tool_output(self, run: ToolRun) -> None:
         self.tools.append(run)
 
+    def new_step(self) -> None:
+        self._step_start = True
+
     def agent_decision(self, decision: AgentDecision) -> None:
         self.decisions.append(decision)
-        self._step_start = True  # the agent's sentence is a step of its own
+        self.new_step()  # the agent's sentence is a step of its own
 
     def step_done(self, trace: TurnTrace) -> None:
         self.steps.append(trace)
-        self._step_start = True
+        self.new_step()
 
 
 class AgentConversation:
