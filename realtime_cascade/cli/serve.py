@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -56,8 +57,13 @@ def run_serve(args: argparse.Namespace) -> int:
     if getattr(args, "audit", None):
         audit = msgspec.structs.replace(cfg.audit, path=args.audit)
         cfg = msgspec.structs.replace(cfg, audit=audit)
-    if getattr(args, "agent", None):
-        cfg = config_mod.with_agent(cfg, args.agent, tuple(args.profile))
+    agent = getattr(args, "agent", None)
+    names_agent = agent or any(p.agent for p in cfg.profiles.values())
+    if names_agent and os.getcwd() not in sys.path:
+        # as uvicorn does for its app: an agent's module is found from where you run this
+        sys.path.insert(0, os.getcwd())
+    if agent:
+        cfg = config_mod.with_agent(cfg, agent, tuple(args.profile))
     logging.basicConfig(
         level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

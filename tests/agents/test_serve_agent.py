@@ -99,12 +99,10 @@ async def test_the_sdk_gets_a_turn_whose_tool_ran_server_side(agent_module: Any)
             api_key="sk-test", base_url=f"http://127.0.0.1:{server.port}/v1", max_retries=0
         )
         async with client.realtime.connect(model="weather", max_retries=0) as conn:
+            text = "please call get_weather for Paris"
+            content = [{"type": "input_text", "text": text}]
             await conn.conversation.item.create(
-                item={
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "please call get_weather for Paris"}],
-                }
+                item={"type": "message", "role": "user", "content": content}
             )
             await conn.response.create()
             events = await collect(conn)
