@@ -33,7 +33,7 @@ from .providers.base import Provider
 from .providers.health import BreakerParams
 from .providers.openai import MissingAPIKey, OpenAIProvider, OpenAIProviderConfig
 from .providers.sim import SimProfile, SimProvider
-from .runtime import CascadeProfile
+from .runtime import AgentSpec, CascadeProfile
 
 
 class ConfigError(Exception):
@@ -70,6 +70,9 @@ class ProfileConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     script: str | None = None  # a sim script for every sim tier of this profile ("module:attr")
     verifiers: tuple[str, ...] = ()  # correctness verifiers ("module:attr"), run at tier finish
     audio: AudioConfig | None = None  # speech-to-text and text-to-speech; None: the [audio] table
+    # the agent this profile binds ("module:attr", a realtime_cascade.Agent): its instructions
+    # and server-side tools, verifiers and hooks, bound afresh to each session
+    agent: str | None = None
 
     def params(self) -> CascadeParams:
         specs = tuple(
@@ -193,16 +196,17 @@ def load(path: str | Path | None = None) -> Config:
 
 
 def load_script(ref: str) -> object:
-    """Import an object (a sim script, a verifier) given as ``package.module:attribute``."""
+    """Import an object (a sim script, a verifier, an agent) given as
+    ``package.module:attribute``."""
     import importlib
 
     module, _, attr = ref.partition(":")
     if not module or not attr:
-        raise ConfigError(f"script {ref!r}: expected 'package.module:attribute'")
+        raise ConfigError(f"{ref!r}: expected 'package.module:attribute'")
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"script {ref!r}: {exc}") from None
+        raise ConfigError(f"{ref!r}: {exc}") from None
 
 
 def build_providers(profile: ProfileConfig) -> list[Provider]:
@@ -247,4 +251,32 @@ def build_profile(config: Config, name: str = "default") -> CascadeProfile:
         verifiers=verifiers,  # type: ignore[arg-type]
         health=profile.health,
         speech=speech,
+        agent=load_agent(profile.agent) if profile.agent else None,
     )
+
+
+def load_agent(ref: str) -> AgentSpec:
+    """The agent named ``package.module:attribute`` (a ``realtime_cascade.Agent``)."""
+    agent = load_script(ref)
+    if not isinstance(agent, AgentSpec):
+        raise ConfigError(
+            f"agent {ref!r} is a {type(agent).__name__}, not an agent "
+            "(make one with realtime_cascade.Agent(instructions=..., tools=[...]))"
+        )
+    return agent
+
+
+def with_agent(config: Config, ref: str, profiles: tuple[str, ...] = ()) -> Config:
+    """``config`` with ``agent = ref`` on ``profiles`` (all of them when empty); checked now,
+    so a bad reference fails before anything is served."""
+    load_agent(ref)
+    names = profiles or tuple(config.profiles)
+    for name in names:
+        if name not in config.profiles:
+            known = ", ".join(sorted(config.profiles))
+            raise ConfigError(f"unknown profile {name!r} (known: {known})")
+    changed = {
+        n: msgspec.structs.replace(p, agent=ref) if n in names else p
+        for n, p in config.profiles.items()
+    }
+    return msgspec.structs.replace(config, profiles=changed)

@@ -16,7 +16,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import anyio
 import anyio.lowlevel
@@ -61,6 +61,7 @@ class CascadeProfile:
         router: OnlineRouter | None = None,
         health: BreakerParams | ProviderHealth | None = None,
         speech: Speech | None = None,
+        agent: AgentSpec | None = None,
     ) -> None:
         if len(providers) != len(params.tiers):
             raise ValueError(
@@ -76,12 +77,102 @@ class CascadeProfile:
         self.health = health
         # speech-to-text and text-to-speech (realtime_cascade.audio); None: the embedded ones
         self.speech = speech
+        # the agent bound to this profile (realtime_cascade.agents.Agent): instructions, tools
+        # run server-side, verifiers and hooks, bound afresh to every session
+        self.agent = agent
 
     async def aclose(self) -> None:
         for provider in self.providers:
             await provider.aclose()
         if self.speech is not None:
             await self.speech.aclose()
+
+
+# --- agents: what the server needs of one, without importing realtime_cascade.agents -------------
+
+
+ToolStatus = Literal["ok", "error", "timeout", "not_run"]
+AgentDecisionKind = Literal["tool_cap", "session_budget", "turn_failed"]
+
+
+class ToolRun(msgspec.Struct, frozen=True):
+    """One server-side tool call and its result (``output`` is what the model is given)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    output: str
+    status: ToolStatus
+    duration_ms: float
+    tier_name: str  # the tier whose call it was
+    step: int  # which cascade step of the response called it (0: the first)
+
+
+class AgentDecision(msgspec.Struct, frozen=True):
+    """A decision of the agent's tool loop (the cascade's own are ``DecisionRecord``)."""
+
+    kind: AgentDecisionKind
+    reason: str
+    t_ms: float  # since the response started
+
+
+class ResponseSink(Protocol):
+    """Where an agent's tool loop puts one response's output (the server: its response
+    builder and session; in-process: :mod:`realtime_cascade.agents.testing`)."""
+
+    def feed(self, action: Action) -> None:
+        """The cascade's actions, and the agent's own sentences as ``Release``."""
+
+    def tool_output(self, run: ToolRun) -> None:
+        """A server-side call ran (or was refused): its ``function_call_output``."""
+
+    def agent_decision(self, decision: AgentDecision) -> None: ...
+
+    def step_done(self, trace: TurnTrace) -> None:
+        """A step that called tools ended; the loop goes on (the last step's trace is what
+        :meth:`Responder.run` returns)."""
+
+
+class Responder(Protocol):
+    """What runs one response: a :class:`TurnRunner`, or an agent's tool loop around several."""
+
+    async def run(self) -> TurnTrace: ...
+
+    def cancel(self, reason: str = ...) -> None: ...
+
+
+class BoundAgent(Protocol):
+    """An agent bound to one session: its state lives as long as the session."""
+
+    @property
+    def instructions(self) -> str: ...
+
+    @property
+    def tools(self) -> tuple[dict[str, object], ...]:
+        """The server-side tools, in the chat-completions shape, offered on every turn."""
+
+    def responder(
+        self,
+        profile: CascadeProfile,
+        request: TurnRequest,
+        sink: ResponseSink,
+        *,
+        client_tools: frozenset[str],
+        turn_id: str,
+        session_spent_usd: float,
+        params: CascadeParams,
+        first_tier: int,
+        max_tier: int | None,
+    ) -> Responder:
+        """The loop that answers ``request``: calls named in ``client_tools`` are the
+        client's to run (the response ends there); the agent runs its own."""
+
+
+@runtime_checkable
+class AgentSpec(Protocol):
+    """What a profile binds (``realtime_cascade.Agent``): one :class:`BoundAgent` a session."""
+
+    def bind(self, session_id: str) -> BoundAgent: ...
 
 
 class TurnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -134,6 +225,7 @@ class TurnRunner:
         first_tier: int = 0,
         max_tier: int | None = None,
         learn: bool = True,
+        verifiers: Sequence[Verifier] | None = None,
     ) -> None:
         self.profile = profile
         self.request = request
@@ -151,7 +243,7 @@ class TurnRunner:
             turn_id=turn_id,
             router=profile.router.estimate(self._features),
             session_spent_usd=session_spent_usd,
-            verifiers=profile.verifiers,
+            verifiers=profile.verifiers if verifiers is None else verifiers,
             first_tier=first_tier,
             max_tier=max_tier,
             unavailable=profile.health.unavailable(),

@@ -5,7 +5,8 @@
     verify.py     the correctness verifier the monitor uses (schema + domain rules)
     nlu.py        how the simulated tiers read a request (and how hard it is)
     script.py     the domain-backed sim script (``SCRIPT``) for light and strong tiers
-    agent.py      the agent loop: cascade turns, tool execution, caps and budgets
+    agent.py      the booking agent (a realtime_cascade.Agent): prompt, tools, verifier
     scenarios.py  the scenario suite with ground truth
+    wsagent.py    a Realtime client of the served agent
     demo.py       the ``realtime-cascade demo`` runner
 """

@@ -5,9 +5,9 @@ first, escalating when the monitor or the verifier says so), light-only (``max_t
 strong-only (``first_tier`` = the last tier). Each conversation has its own store.
 
 By default every conversation goes over its own WebSocket connection to a server started
-in-process on a free port (:mod:`.wsagent`); ``--inprocess`` drives the runtime
-directly (:mod:`.agent`), where each policy also gets its own profile and the
-verifier is bound to the conversation's store.
+in-process on a free port, whose profile binds the booking agent (:mod:`.agent`): the server runs
+the tools, the client (:mod:`.wsagent`) only talks. ``--inprocess`` drives the same agent's tool
+loop directly (:class:`~realtime_cascade.agents.testing.AgentConversation`).
 """
 
 from __future__ import annotations
@@ -23,18 +23,14 @@ import anyio
 import msgspec
 
 from realtime_cascade import config as config_mod
+from realtime_cascade.agents.testing import AgentConversation, TurnResult
+from realtime_cascade.runtime import CascadeProfile
 from realtime_cascade.trace import TurnTrace
 
-from .agent import (
-    Agent,
-    AgentLimits,
-    Policy,
-    TurnResult,
-    session_profile,
-)
+from .agent import Policy, make_agent
 from .domain import Store
 from .scenarios import SUITE, Conversation, check
-from .wsagent import WsAgent
+from .wsagent import WsConversation
 
 CONFIG = Path(__file__).with_name("config.toml")
 PROFILE = "booking"
@@ -123,21 +119,24 @@ async def play_inprocess(
     suite: Sequence[Conversation],
     *,
     config_path: Path | str = CONFIG,
-    limits: AgentLimits | None = None,
+    max_tool_calls: int | None = None,
     progress: Progress | None = None,
 ) -> list[TurnReport]:
-    """Play every conversation of ``suite`` concurrently, in-process (TurnRunner directly)."""
+    """Play every conversation of ``suite`` concurrently, in-process (the agent's tool loop
+    driven directly, no socket)."""
     cfg = config_mod.load(config_path)
     base = config_mod.build_profile(cfg, PROFILE)
+    agent = make_agent() if max_tool_calls is None else make_agent(max_tool_calls=max_tool_calls)
     reports: list[TurnReport] = []
 
     async def conversation(conv: Conversation) -> None:
-        store = Store()
-        agent = Agent(session_profile(base, store), store, limits=limits, policy=policy)
+        talk = AgentConversation(
+            agent, base, first_tier=policy.first_tier, max_tier=policy.max_tier
+        )
         mine = []
         for i, turn in enumerate(conv.turns):
-            result = await agent.turn(turn.text)
-            mine.append(report(policy.name, conv, i, result, store))
+            result = await talk.say(turn.text)
+            mine.append(report(policy.name, conv, i, result, talk.state))
         reports.extend(mine)
         if progress is not None:
             progress(policy.name, conv, mine)
@@ -152,29 +151,43 @@ async def play_inprocess(
     return sorted(reports, key=lambda r: (order[r.conversation], r.index))
 
 
+def served_profile(
+    cfg: config_mod.Config, stores: dict[str, Store], **changes: object
+) -> CascadeProfile:
+    """The booking profile with the agent bound, each session's store kept in ``stores`` (by
+    session id) so the suite can check what the server-side tools did."""
+    profile = config_mod.build_profile(cfg, PROFILE)
+
+    def keep(ctx: Any) -> None:
+        stores[ctx.session_id] = ctx.state
+
+    profile.agent = make_agent(on_session_start=keep, **changes)
+    return profile
+
+
 async def play_ws(
     url: str,
     policy: Policy,
     suite: Sequence[Conversation],
+    stores: dict[str, Store],
     *,
     session_cap_usd: float,
-    limits: AgentLimits | None = None,
     progress: Progress | None = None,
 ) -> list[TurnReport]:
-    """Play every conversation of ``suite`` concurrently, one WebSocket connection each."""
+    """Play every conversation of ``suite`` concurrently, one WebSocket connection each; the
+    server's agent runs the tools (its stores in ``stores``)."""
     from websockets.asyncio.client import connect
 
     reports: list[TurnReport] = []
 
     async def conversation(conv: Conversation) -> None:
-        store = Store()
         async with connect(url, max_size=None) as ws:
-            agent = WsAgent(ws, store, limits=limits, policy=policy,
-                            session_cap_usd=session_cap_usd)
-            await agent.open()
+            talk = WsConversation(ws, policy=policy, session_cap_usd=session_cap_usd)
+            await talk.open()
+            store = stores[talk.session_id]
             mine = []
             for i, turn in enumerate(conv.turns):
-                result = await agent.turn(turn.text)
+                result = await talk.turn(turn.text)
                 mine.append(report(policy.name, conv, i, result, store))
         reports.extend(mine)
         if progress is not None:
@@ -223,21 +236,29 @@ async def play_all(
 
     from realtime_cascade.server.app import RealtimeServer
 
-    async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
-        url = server.url(PROFILE)
+    stores: dict[str, Store] = {}
+    served = served_profile(cfg, stores)
+    try:
+        async with RealtimeServer(
+            cfg, host="127.0.0.1", port=0, profiles={PROFILE: served}
+        ) as server:
+            url = server.url(PROFILE)
 
-        async def remote(policy: Policy) -> None:
-            out[policy.name] = await play_ws(
-                url,
-                policy,
-                suite,
-                session_cap_usd=profile.budgets.session_cap_usd,
-                progress=progress,
-            )
+            async def remote(policy: Policy) -> None:
+                out[policy.name] = await play_ws(
+                    url,
+                    policy,
+                    suite,
+                    stores,
+                    session_cap_usd=profile.budgets.session_cap_usd,
+                    progress=progress,
+                )
 
-        async with anyio.create_task_group() as tg:
-            for p in policies(len(profile.tiers)):
-                tg.start_soon(remote, p)
+            async with anyio.create_task_group() as tg:
+                for p in policies(len(profile.tiers)):
+                    tg.start_soon(remote, p)
+    finally:
+        await served.aclose()
     return out
 
 

@@ -276,10 +276,18 @@ def _run(store: Store, args: _Args) -> dict[str, object]:
 
 def execute(store: Store, name: str, arguments: str) -> str:
     """Run one tool call against ``store``; the result is JSON for a ``tool`` message."""
-    result: dict[str, object] = {"tool": name}
     try:
         args = decode_arguments(name, arguments)
-        result["args"] = msgspec.to_builtins(args)
+    except ToolArgumentError as exc:
+        failed = {"tool": name, "ok": False, "error": "invalid_arguments", "message": str(exc)}
+        return msgspec.json.encode(failed).decode()
+    return run(store, name, args)
+
+
+def run(store: Store, name: str, args: _Args) -> str:
+    """Run one decoded call against ``store`` (what the agent's tools do)."""
+    result: dict[str, object] = {"tool": name, "args": msgspec.to_builtins(args)}
+    try:
         result.update(ok=True, **_run(store, args))
     except ToolArgumentError as exc:
         result.update(ok=False, error="invalid_arguments", message=str(exc))

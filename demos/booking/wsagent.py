@@ -1,37 +1,28 @@
-"""The booking agent loop over a real WebSocket: the server runs the cascade, we run the tools.
+"""The booking conversation over a real WebSocket: the server runs the cascade *and* the tools.
 
-The client speaks the OpenAI Realtime GA events: ``session.update`` (instructions, tools, and the
-``cascade`` extension that picks the policy's tiers and the session budget),
-``conversation.item.create`` + ``response.create`` per user turn, and once a response that
-called tools is done it executes each ``response.function_call_arguments.done`` against its own
-store, adds a ``function_call_output`` item per call and asks for the next step. The loop and its
-caps are :class:`~.agent.AgentLoop`'s: a traced decision and a sentence (added to the
-conversation as an assistant message, so the history says what the user heard).
+The profile binds the booking agent (``agent = "…booking.agent:agent"`` in ``config.toml``), so
+the client only talks: ``session.update`` with the ``cascade`` extension (the policy's tiers and
+the session budget), then ``conversation.item.create`` + one ``response.create`` per user turn.
+The server's tool loop runs every step of the turn inside that response; this client reads the
+events back into the same :class:`~realtime_cascade.agents.testing.TurnResult` the in-process
+conversation returns (``cascade.trace`` per step, ``cascade.tool_result`` per tool run,
+``cascade.agent_decision`` when the agent stops a turn).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
 from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection
 
-from realtime_cascade.core import ToolCallRecord
+from realtime_cascade.agents.testing import TurnResult
+from realtime_cascade.runtime import AgentDecision, ToolRun
 from realtime_cascade.trace import TurnTrace
 
-from .agent import (
-    AgentLimits,
-    AgentLoop,
-    Policy,
-    ToolRun,
-    TurnLog,
-    system_prompt,
-)
-from .domain import Store
+from .agent import Policy
 from .tools import TOOLS
-
-NOT_RUN = {"ok": False, "error": "tool_cap", "message": "not run: the tool-call cap was reached"}
 
 
 class ProtocolError(Exception):
@@ -39,7 +30,8 @@ class ProtocolError(Exception):
 
 
 def realtime_tools() -> list[dict[str, object]]:
-    """:data:`TOOLS` in the Realtime shape (flat ``name``/``parameters``, no ``function``)."""
+    """:data:`TOOLS` in the Realtime shape (flat ``name``/``parameters``, no ``function``), for
+    a client that runs the tools itself."""
     out = []
     for tool in TOOLS:
         fn = tool["function"]
@@ -48,23 +40,16 @@ def realtime_tools() -> list[dict[str, object]]:
     return out
 
 
-class WsAgent(AgentLoop):
+class WsConversation:
     """One conversation over one connection. Not shared between tasks."""
 
     def __init__(
-        self,
-        ws: ClientConnection,
-        store: Store,
-        *,
-        limits: AgentLimits | None = None,
-        policy: Policy | None = None,
-        session_cap_usd: float = 1.0,
-        on_text: Callable[[str], None] | None = None,
+        self, ws: ClientConnection, *, policy: Policy | None = None, session_cap_usd: float = 1.0
     ) -> None:
-        super().__init__(
-            store, limits=limits, policy=policy, on_text=on_text, session_cap_usd=session_cap_usd
-        )
         self.ws = ws
+        self.policy = policy or Policy()
+        self.session_cap_usd = session_cap_usd
+        self.session_id = ""
 
     async def _send(self, event: dict[str, Any]) -> None:
         await self.ws.send(msgspec.json.encode(event).decode())
@@ -73,10 +58,9 @@ class WsAgent(AgentLoop):
         event = msgspec.json.decode(await self.ws.recv())
         if not isinstance(event, dict):
             raise ProtocolError(f"not an event: {event!r}")
+        if event.get("type") == "error":
+            raise ProtocolError(str(event.get("error")))
         return event
-
-    async def _add_item(self, item: dict[str, Any]) -> None:
-        await self._send({"type": "conversation.item.create", "item": item})
 
     async def open(self) -> None:
         cascade: dict[str, object] = {
@@ -88,76 +72,87 @@ class WsAgent(AgentLoop):
         await self._send(
             {
                 "type": "session.update",
-                "session": {
-                    "type": "realtime",
-                    "instructions": system_prompt(self.store),
-                    "tools": realtime_tools(),
-                    "output_modalities": ["text"],
-                    "cascade": cascade,
-                },
+                "session": {"type": "realtime", "output_modalities": ["text"], "cascade": cascade},
             }
         )
-        while (await self._recv())["type"] != "session.updated":
-            pass
+        while True:
+            event = await self._recv()
+            if event["type"] == "session.created":
+                self.session_id = str(event["session"]["id"])
+            if event["type"] == "session.updated":
+                self.session_id = str(event["session"]["id"])
+                return
 
-    async def _add_user(self, text: str) -> None:
-        await self._add_item(
-            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-        )
+    async def turn(self, text: str) -> TurnResult:
+        content = [{"type": "input_text", "text": text}]
+        item = {"type": "message", "role": "user", "content": content}
+        await self._send({"type": "conversation.item.create", "item": item})
+        t0 = time.perf_counter()
+        await self._send({"type": "response.create"})
+        heard: list[str] = []
+        fillers: list[str] = []
+        steps: list[TurnTrace] = []
+        tools: list[ToolRun] = []
+        ran: dict[str, dict[str, Any]] = {}  # call_id -> its cascade.tool_result
+        arguments: dict[str, str] = {}  # call_id -> arguments
+        decisions: list[AgentDecision] = []
+        first_text: float | None = None
+        new_item = True
 
-    async def _step(
-        self, log: TurnLog, *, fillers: bool
-    ) -> tuple[TurnTrace | None, Sequence[ToolCallRecord]]:
-        create: dict[str, Any] = {"type": "response.create"}
-        if not fillers:
-            create["response"] = {"cascade": {"budgets": {"fillers": []}}}
-        await self._send(create)
-        trace: TurnTrace | None = None
-        calls: list[ToolCallRecord] = []
+        def ms() -> float:
+            return round((time.perf_counter() - t0) * 1000.0, 3)
+
         while True:
             event = await self._recv()
             match event["type"]:
                 case "response.output_text.delta":
-                    log.hear(str(event["delta"]))
+                    piece = str(event["delta"])
+                    if new_item and heard and not heard[-1][-1:].isspace() and piece[:1] != " ":
+                        piece = " " + piece  # each item's text starts afresh
+                    new_item = False
+                    if first_text is None:
+                        first_text = ms()
+                    heard.append(piece)
+                case "response.output_item.added":
+                    new_item = True
                 case "cascade.filler":
-                    log.fillers.append(str(event["text"]))
+                    fillers.append(str(event["text"]))
                 case "cascade.trace":
-                    trace = msgspec.convert(event["trace"], TurnTrace)
+                    steps.append(msgspec.convert(event["trace"], TurnTrace))
                 case "response.function_call_arguments.done":
-                    calls.append(
-                        ToolCallRecord(
-                            str(event["call_id"]), str(event["name"]), str(event["arguments"])
+                    arguments[str(event["call_id"])] = str(event["arguments"])
+                case "cascade.tool_result":
+                    ran[str(event["call_id"])] = event
+                case "conversation.item.added" if event["item"]["type"] == "function_call_output":
+                    call_id = str(event["item"]["call_id"])
+                    r = ran[call_id]
+                    tools.append(
+                        ToolRun(
+                            call_id,
+                            str(r["name"]),
+                            arguments.get(call_id, ""),
+                            str(event["item"]["output"]),
+                            r["status"],
+                            float(r["duration_ms"]),
+                            str(r["tier_name"]),
+                            int(r["step"]),
                         )
                     )
+                case "cascade.agent_decision":
+                    decisions.append(
+                        AgentDecision(event["kind"], str(event["reason"]), float(event["t_ms"]))
+                    )
                 case "response.done":
-                    return trace, calls
-                case "error":
-                    raise ProtocolError(str(event.get("error")))
+                    return TurnResult(
+                        user=text,
+                        text="".join(heard),
+                        fillers=tuple(fillers),
+                        steps=tuple(steps),
+                        tools=tuple(tools),
+                        decisions=tuple(decisions),
+                        cost_usd=sum(s.cost_usd for s in steps),
+                        first_text_ms=first_text,
+                        end_ms=ms(),
+                    )
                 case _:
                     pass  # clients must tolerate events they do not use
-
-    async def _add_answer(self, trace: TurnTrace) -> None:
-        return None  # the server's conversation holds the response already
-
-    async def _add_runs(self, trace: TurnTrace | None, runs: Sequence[ToolRun]) -> None:
-        for r in runs:
-            await self._add_item(
-                {"type": "function_call_output", "call_id": r.call_id, "output": r.result}
-            )
-
-    async def _add_unrun(self, trace: TurnTrace | None, calls: Sequence[ToolCallRecord]) -> None:
-        # the server's conversation holds the calls: each needs an output before the next step
-        for c in calls:
-            output = msgspec.json.encode({"tool": c.name, **NOT_RUN}).decode()
-            await self._add_item(
-                {"type": "function_call_output", "call_id": c.call_id, "output": output}
-            )
-
-    async def _add_said(self, sentence: str) -> None:
-        await self._add_item(
-            {
-                "type": "message",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": sentence}],
-            }
-        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -42,6 +43,20 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="append every turn's trace to PATH as JSON lines (-: stdout); overrides [audit] "
         "path and REALTIME_CASCADE_AUDIT",
     )
+    p.add_argument(
+        "--agent",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="bind this agent (a realtime_cascade.Agent, e.g. mypkg.bot:agent) to every "
+        "profile, or to --profile's; overrides the profiles' `agent`",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --agent: the profile(s) to bind it to (repeatable; default: all)",
+    )
     p.set_defaults(func=run_serve)
 
 
@@ -50,6 +65,13 @@ def run_serve(args: argparse.Namespace) -> int:
     if getattr(args, "audit", None):
         audit = msgspec.structs.replace(cfg.audit, path=args.audit)
         cfg = msgspec.structs.replace(cfg, audit=audit)
+    agent = getattr(args, "agent", None)
+    names_agent = agent or any(p.agent for p in cfg.profiles.values())
+    if names_agent and os.getcwd() not in sys.path:
+        # as uvicorn does for its app: an agent's module is found from where you run this
+        sys.path.insert(0, os.getcwd())
+    if agent:
+        cfg = config_mod.with_agent(cfg, agent, tuple(args.profile))
     logging.basicConfig(
         level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -114,8 +114,8 @@ class Telemetry:
         else:
             self._owned = False
         self.provider = tracer_provider
-        from .. import __name__ as package
-
+        # the package's name, without importing the package's public API (which sits above)
+        package = __name__.partition(".")[0]
         self._tracer: Tracer = tracer_provider.get_tracer(package)
         self._sessions: dict[str, Span] = {}
         self._turns: dict[str, int] = {}

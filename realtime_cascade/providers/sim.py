@@ -93,7 +93,7 @@ class GenericScript:
     """Restates the request as done; struggles (vaguely, unsurely) when it is beyond the tier.
 
     With tools offered and a user message that names one, it calls that tool with the request
-    as ``query``; after a tool result it reports the result.
+    as its first string parameter (``query`` if none); after a tool result it reports it.
     """
 
     def reply(self, request: TierRequest, skill: float, rng: random.Random) -> Reply:
@@ -106,7 +106,8 @@ class GenericScript:
             fn = tool.get("function")
             name = fn.get("name") if isinstance(fn, dict) else None
             if isinstance(name, str) and name in text:
-                args = msgspec.json.encode({"query": text}).decode()
+                params = fn.get("parameters") if isinstance(fn, dict) else None
+                args = msgspec.json.encode({_text_parameter(params): text}).decode()
                 return Reply((), (ScriptedCall(name, args),))
         ack = _ACKS[int(hashlib.blake2b(text.encode(), digest_size=2).hexdigest(), 16) % len(_ACKS)]
         margin = difficulty(text) - skill
@@ -118,6 +119,17 @@ class GenericScript:
         first = re.split(r",| and | unless | but ", restated)[0]
         body = f" I think I can {first}, but I am not sure about the rest of it."
         return Reply((Segment(ack), Segment(body, sure)))
+
+
+def _text_parameter(schema: object) -> str:
+    """The parameter the generic script puts the request in: the tool's first string property
+    (``query`` when it has none), so a tool with one text parameter gets a call it accepts."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if isinstance(props, dict):
+        for key, prop in props.items():
+            if isinstance(prop, dict) and prop.get("type") == "string":
+                return str(key)
+    return "query"
 
 
 SCRIPTS: dict[str, Script] = {"generic": GenericScript()}

@@ -28,10 +28,12 @@ from .conversation import Conversation, IdFactory, new_id
 Send = Callable[[bytes], None]
 
 
-def usage_of(trace: TurnTrace | None) -> wire.Usage:
-    """Tokens of every attempt, preempted and speculative ones included: they were paid for."""
-    inp = sum(a.input_tokens for a in trace.attempts) if trace else 0
-    out = sum(a.output_tokens for a in trace.attempts) if trace else 0
+def usage_of(trace: TurnTrace | None, earlier: tuple[TurnTrace, ...] = ()) -> wire.Usage:
+    """Tokens of every attempt, preempted and speculative ones included: they were paid for
+    (``earlier``: the response's steps before ``trace``, when an agent's tools ran between)."""
+    steps = (*earlier, trace) if trace is not None else earlier
+    inp = sum(a.input_tokens for t in steps for a in t.attempts)
+    out = sum(a.output_tokens for t in steps for a in t.attempts)
     return wire.Usage(
         total_tokens=inp + out,
         input_tokens=inp,
@@ -76,6 +78,7 @@ class ResponseBuilder:
         self.status: Literal["completed", "cancelled", "incomplete", "failed"] | None = None
         self.reason = ""
         self.released = ""
+        self.steps: tuple[TurnTrace, ...] = ()  # earlier steps' traces (an agent's tool loop)
 
     @property
     def id(self) -> str:
@@ -231,6 +234,21 @@ class ResponseBuilder:
         item.status = "completed"
         self._done_item(item, index)
 
+    # -- server-side tools (an agent's tool loop: realtime_cascade.agents.loop)
+
+    def tool_output(self, call_id: str, output: str) -> None:
+        """A server-side call's ``function_call_output``: an item of this response (and of the
+        conversation), right after the call."""
+        self._close_text("completed")
+        item = wire.FunctionCallOutputItem(self._ids("item"), call_id, output)
+        index = self._add_item(item, item)
+        self._done_item(item, index)
+
+    def step_done(self, trace: TurnTrace) -> None:
+        """A step that called tools ended and the response goes on: its trace now."""
+        self.steps = (*self.steps, trace)
+        self._emit(wire.CascadeTrace(response_id=self.response.id, trace=trace))
+
     def finish(self, trace: TurnTrace | None, error: str | None = None) -> None:
         """``cascade.trace`` (when there is one), then ``response.done`` — always."""
         if error is not None or self.status is None:
@@ -254,5 +272,5 @@ class ResponseBuilder:
                 pass
         self.response.status = self.status
         self.response.status_details = details
-        self.response.usage = usage_of(trace)
+        self.response.usage = usage_of(trace, self.steps)
         self._emit(wire.ResponseDone(response=self.response))

@@ -35,12 +35,21 @@ from anyio.abc import TaskGroup, TaskStatus
 from .. import wire
 from ..audio.session import AudioSession
 from ..core import (
+    Action,
     Decision,
     TurnTrace,
 )
 from ..observe.governance import OPEN, Access, Governed, Governor
 from ..observe.observer import NULL_OBSERVER, Observer, SessionInfo, TurnInfo
-from ..runtime import CascadeProfile, TurnRequest, TurnRunner
+from ..runtime import (
+    AgentDecision,
+    BoundAgent,
+    CascadeProfile,
+    Responder,
+    ToolRun,
+    TurnRequest,
+    TurnRunner,
+)
 from .conversation import (
     DEFAULT_LIMITS,
     Conversation,
@@ -70,7 +79,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Active:
     builder: ResponseBuilder
-    runner: TurnRunner
+    runner: Responder  # a TurnRunner, or the agent's tool loop around several
     done: anyio.Event = field(default_factory=anyio.Event)
     governed: Governed | None = None
     user_item_id: str | None = None
@@ -111,6 +120,7 @@ class Session:
         me = weakref.proxy(self)
         self.settings.check = lambda overrides, effective: me._check_policy(overrides, effective)
         self.escalations = 0  # responses that escalated: what max_escalations_per_session counts
+        self.agent = _bind_agent(profile, self.id)
         self.audio = AudioSession(
             self.settings.speech,
             emit=lambda event: me.emit(event),
@@ -232,10 +242,14 @@ class Session:
         tools = p.tools if p.tools is not None else s.tools
         choice = p.tool_choice if p.tool_choice is not None else s.tool_choice
         instructions = p.instructions if p.instructions is not None else s.instructions
+        client_tools = chat_tools(tools)
+        all_tools = _with_agent_tools(self.agent, client_tools)
+        if self.agent is not None and not instructions:
+            instructions = self.agent.instructions
         request = TurnRequest(
             messages=self.conversation.messages(instructions),
-            tools=chat_tools(tools),
-            tool_choice=chat_tool_choice(choice) if tools else None,
+            tools=all_tools,
+            tool_choice=chat_tool_choice(choice) if all_tools else None,
             max_tokens=None if max_tokens == "inf" else max_tokens,
             seed=self._turns,
         )
@@ -260,7 +274,7 @@ class Session:
             [t.name for t in s.profile.params.tiers],
             self._ids,
         )
-        runner = TurnRunner(
+        runner: Responder = TurnRunner(
             s.profile,
             request,
             builder.feed,
@@ -273,6 +287,18 @@ class Session:
         active = self._active = _Active(
             builder, runner, governed=governed, user_item_id=self._last_user_item()
         )
+        if self.agent is not None:
+            active.runner = self.agent.responder(
+                s.profile,
+                request,
+                _AgentSink(self, active),
+                client_tools=frozenset(t.name for t in tools),
+                turn_id=response.id,
+                session_spent_usd=self.spent_usd,
+                params=governed.params,
+                first_tier=governed.first_tier,
+                max_tier=governed.max_tier,
+            )
         builder.created()
         if governed.decision is not None:
             builder.feed(Decision(governed.decision))
@@ -368,3 +394,70 @@ class Session:
             )
         except Exception:  # observing must never cost the session
             log.exception("session %s: observers failed on %s", self.id, active.builder.id)
+
+
+# -- a profile's agent: server-side tools (realtime_cascade.agents, passed in via the profile) ---
+
+
+def _bind_agent(profile: CascadeProfile, session_id: str) -> BoundAgent | None:
+    return profile.agent.bind(session_id) if profile.agent is not None else None
+
+
+def _with_agent_tools(
+    agent: BoundAgent | None, client_tools: tuple[dict[str, object], ...]
+) -> tuple[dict[str, object], ...]:
+    """The agent's tools, then the client's; a tool the client declares under the same name
+    replaces the agent's (the client runs it)."""
+    if agent is None:
+        return client_tools
+
+    def name(t: dict[str, object]) -> object:
+        fn = t.get("function")
+        return fn.get("name") if isinstance(fn, dict) else None
+
+    taken = {name(t) for t in client_tools}
+    return (*(t for t in agent.tools if name(t) not in taken), *client_tools)
+
+
+class _AgentSink:
+    """The agent's tool loop, into one response: actions and tool outputs to the builder,
+    each finished step into the session's spending and observers."""
+
+    def __init__(self, session: Session, active: _Active) -> None:
+        self._session = session
+        self._active = active
+
+    def feed(self, action: Action) -> None:
+        self._active.builder.feed(action)
+
+    def tool_output(self, run: ToolRun) -> None:
+        builder = self._active.builder
+        self._session.emit(
+            wire.CascadeToolResult(
+                response_id=builder.id,
+                call_id=run.call_id,
+                name=run.name,
+                status=run.status,
+                duration_ms=run.duration_ms,
+                tier_name=run.tier_name,
+                step=run.step,
+            )
+        )
+        builder.tool_output(run.call_id, run.output)
+
+    def agent_decision(self, decision: AgentDecision) -> None:
+        self._session.emit(
+            wire.CascadeAgentDecision(
+                response_id=self._active.builder.id,
+                kind=decision.kind,
+                reason=decision.reason,
+                t_ms=decision.t_ms,
+            )
+        )
+
+    def step_done(self, trace: TurnTrace) -> None:
+        session, active = self._session, self._active
+        session.spent_usd += trace.cost_usd
+        session.escalations += trace.escalated
+        active.builder.step_done(trace)
+        session._observe(active, trace, None)

@@ -129,6 +129,10 @@ class VoiceResponseBuilder(ResponseBuilder):
         self._close_text("completed")
         self.track.then(lambda: ResponseBuilder._tool_call(self, call_id, name, arguments))
 
+    def tool_output(self, call_id: str, output: str) -> None:
+        self._close_text("completed")
+        self.track.then(lambda: ResponseBuilder.tool_output(self, call_id, output))
+
     def _speech_failed(self, message: str) -> None:
         error = wire.ProtocolError("speech_failed", f"text-to-speech failed: {message}")
         error.error_type = "server_error"

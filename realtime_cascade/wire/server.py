@@ -361,6 +361,29 @@ class CascadeTrace(_ServerEvent, tag="cascade.trace"):
     trace: TurnTrace
 
 
+class CascadeToolResult(_ServerEvent, tag="cascade.tool_result"):
+    """A server-side tool (the profile's agent) ran: its ``function_call_output`` item follows
+    in the same response. ``status``: ``ok``, ``error`` (bad arguments, the tool raised),
+    ``timeout``, or ``not_run`` (the agent's ``max_tool_calls`` stopped it)."""
+
+    response_id: str
+    call_id: str
+    name: str
+    status: Literal["ok", "error", "timeout", "not_run"]
+    duration_ms: float
+    tier_name: str  # the tier that made the call
+    step: int  # the cascade step of the response that made it (0: the first)
+
+
+class CascadeAgentDecision(_ServerEvent, tag="cascade.agent_decision"):
+    """The agent's tool loop stopped the response and said why (then a sentence of its own)."""
+
+    response_id: str
+    kind: Literal["tool_cap", "session_budget", "turn_failed"]
+    reason: str
+    t_ms: float
+
+
 ServerEvent = (
     Error
     | SessionCreated
@@ -394,6 +417,8 @@ ServerEvent = (
     | CascadeHandoff
     | CascadeFiller
     | CascadeTrace
+    | CascadeToolResult
+    | CascadeAgentDecision
 )
 
 
