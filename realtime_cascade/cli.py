@@ -14,6 +14,9 @@ from . import config as config_mod
 from . import loop
 from .core import Action, Filler, Release
 from .eval.cli import add_eval_parser
+from .models import cli as models_cli
+from .models.errors import ModelsError
+from .models.provider import start_local
 from .policy_cli import add_policy_parser
 from .providers.base import Message
 from .providers.sim_upstream import add_sim_upstream_parser
@@ -49,6 +52,7 @@ def _ask(args: argparse.Namespace) -> int:
 
     async def main() -> object:
         try:
+            await start_local(profile.providers)  # local models load before the turn's clock
             return await TurnRunner(profile, request, emit).run()
         finally:
             await profile.aclose()
@@ -81,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_traces_parser(sub)
     add_policy_parser(sub)
+    models_cli.add_parser(sub)
     return parser
 
 
@@ -90,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except config_mod.ConfigError as exc:
         sys.stderr.write(f"realtime-cascade: config error: {exc}\n")
+        return 2
+    except ModelsError as exc:  # a local model that is not fetched, built or healthy
+        sys.stderr.write(f"realtime-cascade: {exc.message}\n")
         return 2
 
 

@@ -28,6 +28,8 @@ from .core import (
     TierSpec,
 )
 from .health import BreakerParams
+from .models.manifest import UnknownModel
+from .models.provider import LocalProvider, LocalProviderConfig
 from .ops_config import (
     AuditConfig,
     KeyConfig,
@@ -58,7 +60,13 @@ class _OpenAI(
     pass
 
 
-ProviderConfig = SimProviderConfig | _OpenAI
+class _Local(
+    LocalProviderConfig, frozen=True, forbid_unknown_fields=True, tag="local", tag_field="kind"
+):
+    pass
+
+
+ProviderConfig = SimProviderConfig | _OpenAI | _Local
 
 
 class TierConfig(TierSpec, frozen=True, forbid_unknown_fields=True):
@@ -165,10 +173,15 @@ def loads(text: str | bytes, source: str = "<config>") -> Config:
 
 
 def load(path: str | Path | None = None) -> Config:
-    """Load ``path``, or the embedded default when None."""
+    """Load ``path``, or the embedded default when None (``default.toml`` and the ``local``
+    profile of ``models/local.toml``)."""
     if path is None:
-        text = resources.files("realtime_cascade").joinpath("default.toml").read_bytes()
-        return loads(text, "default.toml")
+        package = resources.files("realtime_cascade")
+        text = package.joinpath("default.toml").read_bytes()
+        # The `local` profile (real models on llama-server) lives with the models; its tiers
+        # start nothing until a turn uses them, so the default stays fully offline and light.
+        local = package.joinpath("models", "local.toml").read_bytes()
+        return loads(text + b"\n" + local, "default.toml + models/local.toml")
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -204,6 +217,12 @@ def build_providers(profile: ProfileConfig) -> list[Provider]:
                     providers.append(OpenAIProvider(tier.name, OpenAIProviderConfig(**fields)))
                 except MissingAPIKey as exc:
                     raise ConfigError(f"tier {tier.name!r}: {exc}") from None
+            case _Local() as local:
+                fields = {f: getattr(local, f) for f in LocalProviderConfig.__struct_fields__}
+                try:
+                    providers.append(LocalProvider(tier.name, LocalProviderConfig(**fields)))
+                except UnknownModel as exc:
+                    raise ConfigError(f"tier {tier.name!r}: {exc.args[0]}") from None
     return providers
 
 
