@@ -112,9 +112,7 @@ def test_history_with_calls_and_results_becomes_plain_chat() -> None:
     out = plain_messages(history, [FIND])
     assert out[0].role == "system" and out[0].content is not None
     assert out[0].content.startswith("You are Luigi's assistant.\n\nYou can call these tools:")
-    assert out[2] == Message(
-        "assistant", '{"name": "find_booking", "arguments": {"ref": "R-1"}}'
-    )
+    assert out[2] == Message("assistant", '{"name": "find_booking", "arguments": {"ref": "R-1"}}')
     assert out[3] == Message("user", 'Tool result: {"time": "20:00"}')
     assert all(m.tool_calls is None and m.tool_call_id is None for m in out)
     assert plain_messages((Message("user", "hi"),), [FIND])[0].role == "system"
