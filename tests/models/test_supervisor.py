@@ -63,6 +63,9 @@ async def test_ready_only_once_health_answers_200_and_restarted_after_death(
         assert url == f"http://127.0.0.1:{server.port}/v1"
         assert await probe_health("127.0.0.1", server.port) == 200
         assert server.starts == 1
+        server.suspect()  # a failed request: health is checked again, nothing restarted
+        await server.ensure(timeout_s=20)
+        assert server.starts == 1
         first = server.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)  # it dies between turns
