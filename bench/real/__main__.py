@@ -146,13 +146,28 @@ def _write_runs(path: Path, runs: Sequence[Run]) -> None:
 
 
 def _read_runs(path: Path) -> list[Run]:
+    if not path.exists():
+        return []
     dec = msgspec.json.Decoder(Run)
     return [dec.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
+def _merge(path: Path, runs: Sequence[Run], order: Sequence[str]) -> None:
+    """Write ``runs`` into ``path``, replacing earlier runs of the same task and policy."""
+    merged = {(r.task, r.policy): r for r in _read_runs(path)}
+    merged.update({(r.task, r.policy): r for r in runs})
+    rank = {task: i for i, task in enumerate(order)}
+    _write_runs(path, sorted(merged.values(), key=lambda r: (rank.get(r.task, 1 << 30), r.policy)))
+
+
 async def _phase_runs(
-    tasks: list[Task], out: Path, phases: set[str], calibrations: dict[int, Calibration]
+    tasks: list[Task],
+    out: Path,
+    phases: set[str],
+    calibrations: dict[int, Calibration],
+    only: tuple[str, ...] = (),
 ) -> None:
+    order = [t.id for t in tasks]
     cfg = config_mod.load()
     base_cfg = cfg.profiles["local"]
     light, strong = config_mod.build_providers(base_cfg)
@@ -163,7 +178,7 @@ async def _phase_runs(
         await start_local([light, strong])
         _progress(f"local servers ready in {time.monotonic() - t0:.1f} s")
         if "record" in phases:
-            only = {
+            singles = {
                 "light-only": (
                     CascadeProfile("light-only", _params(base, tiers=base.tiers[:1]), [rec_light]),
                     rec_light,
@@ -177,7 +192,9 @@ async def _phase_runs(
             }
             runs: list[Run] = []
             for i, task in enumerate(tasks):
-                for policy, (profile, rec) in only.items():
+                if only and not task.id.startswith(only):
+                    continue
+                for policy, (profile, rec) in singles.items():
                     run = await _run(profile, [rec], task, policy)
                     runs.append(run)
                     _progress(
@@ -185,10 +202,12 @@ async def _phase_runs(
                         f"{'ok ' if run.correct else 'BAD'} {run.trace.end_ms:6.0f} ms "
                         f"{(run.trace.text or str(run.trace.tool_calls))[:60]!r}"
                     )
-            _write_runs(out / "streams.jsonl", runs)
+            _merge(out / "streams.jsonl", runs, order)
         if "cascade" in phases:
             runs = []
             for i, task in enumerate(tasks):
+                if only and not task.id.startswith(only):
+                    continue
                 cal = calibrations[i % 2]
                 monitor = msgspec.structs.replace(base.monitor, calibration=cal)
                 for policy, hedging in (("mid-stream", False), ("cascade+hedge", True)):
@@ -209,7 +228,7 @@ async def _phase_runs(
                         f"{'ok ' if run.correct else 'BAD'} {run.trace.end_ms:6.0f} ms "
                         f"final={run.trace.final_tier_name} [{kinds}]"
                     )
-            _write_runs(out / "cascade.jsonl", runs)
+            _merge(out / "cascade.jsonl", runs, order)
     finally:
         await light.aclose()
         await strong.aclose()
@@ -418,7 +437,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--phase", choices=("all", "record", "calibrate", "cascade", "report"), default="all"
     )
+    p.add_argument(
+        "--only",
+        default="",
+        metavar="PREFIXES",
+        help="record/cascade only the tasks whose id starts with one of these (comma-separated; "
+        "their earlier runs are replaced, the others kept)",
+    )
     args = p.parse_args(argv)
+    only = tuple(x for x in args.only.split(",") if x)
     tasks = load()[: args.limit]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -431,13 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     phases = {"record", "calibrate", "cascade", "report"} if args.phase == "all" else {args.phase}
     if "record" in phases:
-        anyio.run(_phase_runs, tasks, out, {"record"}, {})
+        anyio.run(_phase_runs, tasks, out, {"record"}, {}, only)
     records = _read_runs(out / "streams.jsonl")
     fit = calibrate(tasks, records, out, monitor)
     (out / "calibration.json").write_bytes(msgspec.json.format(msgspec.json.encode(fit)))
     _progress(f"calibration (all tasks): {fit.shipped}")
     if "cascade" in phases:
-        anyio.run(_phase_runs, tasks, out, {"cascade"}, fit.folds)
+        anyio.run(_phase_runs, tasks, out, {"cascade"}, fit.folds, only)
     cascades = _read_runs(out / "cascade.jsonl") if (out / "cascade.jsonl").exists() else []
     cascades = [r for r in cascades if r.task in {t.id for t in tasks}]
     rep = report(tasks, records, cascades, fit, base.policy.preempt_below, monitor)

@@ -5,13 +5,15 @@ Qwen2.5-Coder models answer a tool request with the call as JSON in the *text* a
 (``{"name": "find_booking", "arguments": {"ref": "R-1003"}}``, sometimes in a ```json fence or
 Qwen's ``<tool_call>`` tags), never as ``tool_calls`` deltas. So for a local tier:
 
-- :func:`tool_prompt` turns the request's tools into a short system message, and
-  :func:`plain_messages` rewrites earlier tool calls and results as plain chat messages;
+- :func:`tool_prompt` writes the request's tools into the system message as Qwen2.5's chat
+  template does, and :func:`plain_messages` rewrites earlier tool calls and results as the
+  template would (``<tool_call>`` text, ``<tool_response>`` user messages);
 - :class:`TextToolCalls` (sans-I/O: chunks in, chunks out) watches the start of the reply. Text
   passes through untouched. A reply that opens like a call (``{``, a fence, ``<tool_call>``)
   is held: each of its tokens goes on as an empty tool-call piece that keeps the token's
   logprob, so the monitor judges the call's arguments as they are written, and at the end the
-  whole text is parsed and the last piece carries the call's name and arguments. Text that
+  whole text is parsed and the last piece carries the call's name and arguments. A
+  ``<tool_call>`` tag after some words starts a call there too (the words stay spoken). Text that
   opened like a call but does not parse is passed on as a call with those unparsable
   arguments, which the cascade treats as malformed (and escalates), rather than spoken.
 """
@@ -30,42 +32,27 @@ _TAGS = re.compile(r"</?tool_call>")
 _NAME = re.compile(r'"name"\s*:\s*"([^"]+)"')
 
 
-def _describe(tool: dict[str, object]) -> str:
-    fn = tool.get("function", tool)
-    if not isinstance(fn, dict):
-        return ""
-    name = str(fn.get("name", ""))
-    params = fn.get("parameters")
-    props = params.get("properties", {}) if isinstance(params, dict) else {}
-    required = params.get("required", []) if isinstance(params, dict) else []
-    args = []
-    if isinstance(props, dict):
-        for arg, schema in props.items():
-            kind = schema.get("type", "any") if isinstance(schema, dict) else "any"
-            optional = "" if isinstance(required, list) and arg in required else "?"
-            args.append(f"{arg}{optional}: {kind}")
-    desc = str(fn.get("description", "")).strip()
-    return f"- {name}({', '.join(args)})" + (f": {desc}" if desc else "")
-
-
 def tool_prompt(tools: Sequence[dict[str, object]]) -> str:
-    """A short system message that lists the tools and says how to call one."""
-    lines = "\n".join(line for line in (_describe(t) for t in tools) if line)
+    """The tools block of a system message, in the format Qwen2.5's chat template writes (the
+    Hermes function-calling format, which many open models are tuned on): each tool's schema
+    as JSON inside ``<tools>``, calls asked for inside ``<tool_call>`` tags."""
+    lines = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
     return (
-        "You can call these tools:\n"
-        f"{lines}\n"
-        "To call a tool, reply with only one JSON object and nothing else, like "
-        '{"name": "tool_name", "arguments": {"arg": "value"}}. '
-        "Otherwise reply to the user in plain words."
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n"
+        f"<tools>\n{lines}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments "
+        "within <tool_call></tool_call> XML tags:\n"
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
     )
 
 
 def plain_messages(
     messages: Sequence[Message], tools: Sequence[dict[str, object]]
 ) -> tuple[Message, ...]:
-    """``messages`` with the tool list added to the first system message, earlier calls as
-    assistant JSON text and tool results as user messages (what a model without native tool
-    support reads)."""
+    """``messages`` with the tools block added to the first system message, earlier calls as
+    ``<tool_call>`` text and tool results as ``<tool_response>`` user messages (what the chat
+    template would have written, for a server that is not given the tools)."""
     out: list[Message] = []
     prompt = tool_prompt(tools) if tools else ""
     for m in messages:
@@ -79,11 +66,12 @@ def plain_messages(
                         parsed = json.loads(args) if isinstance(args, str) else args
                     except json.JSONDecodeError:
                         parsed = args
-                    calls.append(json.dumps({"name": fn.get("name"), "arguments": parsed}))
+                    body = json.dumps({"name": fn.get("name"), "arguments": parsed})
+                    calls.append(f"<tool_call>\n{body}\n</tool_call>")
             text = "\n".join(calls)
             out.append(Message("assistant", f"{m.content}\n{text}" if m.content else text))
         elif m.role == "tool":
-            out.append(Message("user", f"Tool result: {m.content or ''}"))
+            out.append(Message("user", f"<tool_response>\n{m.content or ''}\n</tool_response>"))
         else:
             out.append(Message(m.role, m.content))
     if prompt:
@@ -157,7 +145,12 @@ class TextToolCalls:
     def _token(self, token: Chunk, out: list[Chunk]) -> None:
         match self._mode:
             case "text":
-                out.append(token)
+                if token.text.lstrip().startswith("<tool_call>"):
+                    # Qwen's tag (one special token) after some words: the call starts here
+                    self._mode = "call"
+                    self._call_token(token, out)
+                else:
+                    out.append(token)
             case "call":
                 self._call_token(token, out)
             case _:

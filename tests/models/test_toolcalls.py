@@ -35,12 +35,14 @@ def run(pieces: list[str], finish: str = "stop") -> list[Chunk]:
     return out
 
 
-def test_the_prompt_lists_each_tool_with_its_arguments() -> None:
+def test_the_prompt_lists_the_tools_as_qwens_chat_template_does() -> None:
     prompt = tool_prompt([FIND])
-    assert "- find_booking(ref: string, name?: string): Look up a booking by its reference." in (
-        prompt
+    assert prompt.startswith("# Tools\n\nYou may call one or more functions")
+    tools = prompt.split("<tools>\n", 1)[1].split("\n</tools>", 1)[0]
+    assert [json.loads(line) for line in tools.splitlines()] == [FIND]
+    assert prompt.endswith(
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
     )
-    assert '{"name": "tool_name", "arguments": {"arg": "value"}}' in prompt
 
 
 def test_text_passes_through_untouched_with_its_logprobs() -> None:
@@ -91,6 +93,22 @@ def test_text_that_opens_like_a_call_but_does_not_parse_is_a_malformed_call() ->
     assert parse_calls('{"name": "a", "arguments": [1]}') is None
 
 
+def test_a_tool_call_tag_after_some_words_starts_a_call_there() -> None:
+    out = run(
+        [
+            "Let me check.",
+            "<tool_call>",
+            '\n{"name": "find_booking", "arguments": ',
+            '{"ref": "R-9"}}',
+            "\n</tool_call>",
+        ]
+    )
+    assert [c.text for c in out if c.text] == ["Let me check."]
+    named = [c.tool_call for c in out if c.tool_call is not None and c.tool_call.name]
+    assert [(t.name, json.loads(t.arguments)) for t in named] == [("find_booking", {"ref": "R-9"})]
+    assert out[-1].finish_reason == "tool_calls"
+
+
 def test_a_brace_is_only_a_call_at_the_start_of_the_reply() -> None:
     out = run(["Your code is", " {x}."])
     assert "".join(c.text for c in out) == "Your code is {x}."
@@ -111,8 +129,11 @@ def test_history_with_calls_and_results_becomes_plain_chat() -> None:
     )
     out = plain_messages(history, [FIND])
     assert out[0].role == "system" and out[0].content is not None
-    assert out[0].content.startswith("You are Luigi's assistant.\n\nYou can call these tools:")
-    assert out[2] == Message("assistant", '{"name": "find_booking", "arguments": {"ref": "R-1"}}')
-    assert out[3] == Message("user", 'Tool result: {"time": "20:00"}')
+    assert out[0].content.startswith("You are Luigi's assistant.\n\n# Tools\n")
+    assert out[2] == Message(
+        "assistant",
+        '<tool_call>\n{"name": "find_booking", "arguments": {"ref": "R-1"}}\n</tool_call>',
+    )
+    assert out[3] == Message("user", '<tool_response>\n{"time": "20:00"}\n</tool_response>')
     assert all(m.tool_calls is None and m.tool_call_id is None for m in out)
     assert plain_messages((Message("user", "hi"),), [FIND])[0].role == "system"
