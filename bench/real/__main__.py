@@ -177,6 +177,20 @@ async def _phase_runs(
         t0 = time.monotonic()
         await start_local([light, strong])
         _progress(f"local servers ready in {time.monotonic() - t0:.1f} s")
+        # Each system prompt once through each server, untimed: a deployed agent's prompt
+        # prefix sits in llama-server's cache after its first call, and the first prefill of
+        # a long prompt on a busy core takes longer than a tier's first-token timeout.
+        t0 = time.monotonic()
+        for provider in (light, strong):
+            for kind in ("fact", "tool"):
+                task = next((t for t in tasks if t.kind == kind), None)
+                if task is not None:
+                    request = _request(task)
+                    warm = TierRequest(request.messages, tools=request.tools, max_tokens=1)
+                    async with contextlib.aclosing(provider.stream(warm)) as s:
+                        async for _ in s:
+                            pass
+        _progress(f"prompt caches warmed in {time.monotonic() - t0:.1f} s")
         if "record" in phases:
             singles = {
                 "light-only": (

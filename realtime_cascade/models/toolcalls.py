@@ -44,6 +44,10 @@ def tool_prompt(tools: Sequence[dict[str, object]]) -> str:
         "For each function call, return a json object with function name and arguments "
         "within <tool_call></tool_call> XML tags:\n"
         '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+        # Without this line Qwen2.5-Coder-1.5B explains how to call a function instead of
+        # calling it (2 of 38 booking turns right; with it, 4 of 6 in a spot check).
+        "\nWhen a function fits the user's request, call it at once: reply with only the "
+        "<tool_call>, no explanation."
     )
 
 

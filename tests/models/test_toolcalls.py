@@ -40,9 +40,11 @@ def test_the_prompt_lists_the_tools_as_qwens_chat_template_does() -> None:
     assert prompt.startswith("# Tools\n\nYou may call one or more functions")
     tools = prompt.split("<tools>\n", 1)[1].split("\n</tools>", 1)[0]
     assert [json.loads(line) for line in tools.splitlines()] == [FIND]
-    assert prompt.endswith(
+    assert (
         '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+        in prompt
     )
+    assert prompt.endswith("reply with only the <tool_call>, no explanation.")
 
 
 def test_text_passes_through_untouched_with_its_logprobs() -> None:
