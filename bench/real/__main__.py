@@ -350,8 +350,35 @@ def report(
     policies: dict[str, list[Turn]] = {
         "light-only": [_turn(by["light-only", t.id], (0,)) for t in tasks],
         "strong-only": [_turn(by["strong-only", t.id], (1,)) for t in tasks],
-        "post-hoc": [],
+        "post-hoc": _post_hoc(tasks, by, fit, preempt_below, monitor),
     }
+    for policy in ("mid-stream", "cascade+hedge"):
+        if all((policy, t.id) in by for t in tasks):
+            policies[policy] = [_turn(by[policy, t.id], (0, 1)) for t in tasks]
+    summaries = {k: _summary(v, light_wrong) for k, v in policies.items()}
+    # The threshold is a policy choice: post-hoc at other thresholds, from the same runs.
+    sweep = {
+        f"{th:.2f}": _summary(_post_hoc(tasks, by, fit, th, monitor), light_wrong)
+        for th in (0.45, 0.6, 0.7, 0.8, 0.9)
+    }
+    return {
+        "tasks": len(tasks),
+        "concurrency": 1,
+        "fit": msgspec.to_builtins(fit),
+        "preempt_below": preempt_below,
+        "policies": summaries,
+        "post_hoc_sweep": sweep,
+    }
+
+
+def _post_hoc(
+    tasks: list[Task],
+    by: dict[tuple[str, str], Run],
+    fit: Fit,
+    preempt_below: float,
+    monitor: MonitorParams,
+) -> list[Turn]:
+    out: list[Turn] = []
     for i, t in enumerate(tasks):
         lr, sr = by["light-only", t.id], by["strong-only", t.id]
         cal = fit.folds[i % 2]
@@ -360,7 +387,7 @@ def report(
         if p >= preempt_below:
             # judged once the light answer is whole: nothing is spoken before its end
             first = lr.trace.end_ms if lr.trace.ttft_ms is not None else None
-            policies["post-hoc"].append(
+            out.append(
                 Turn(
                     lr.correct,
                     light_t.cost_usd,
@@ -372,7 +399,7 @@ def report(
             )
         else:
             first = lr.trace.end_ms + sr.trace.ttft_ms if sr.trace.ttft_ms is not None else None
-            policies["post-hoc"].append(
+            out.append(
                 Turn(
                     sr.correct,
                     light_t.cost_usd + strong_t.cost_usd,
@@ -382,17 +409,7 @@ def report(
                     True,
                 )
             )
-    for policy in ("mid-stream", "cascade+hedge"):
-        if all((policy, t.id) in by for t in tasks):
-            policies[policy] = [_turn(by[policy, t.id], (0, 1)) for t in tasks]
-    summaries = {k: _summary(v, light_wrong) for k, v in policies.items()}
-    return {
-        "tasks": len(tasks),
-        "concurrency": 1,
-        "fit": msgspec.to_builtins(fit),
-        "preempt_below": preempt_below,
-        "policies": summaries,
-    }
+    return out
 
 
 def render(rep: dict[str, Any]) -> str:
@@ -425,6 +442,22 @@ def render(rep: dict[str, Any]) -> str:
             f"| {s['alt_cost_usd_per_turn'] / strong['alt_cost_usd_per_turn']:.0%} "
             f"| {f(ft['p50'], '.0f')} / {f(ft['p99'], '.0f')} (n={ft['n']}) "
             f"| {f(vs_light, '.2f')} | {end['p50']:.0f} / {end['p99']:.0f} "
+            f"| {s['escalation_rate']:.0%} | {f(s['preempt_precision'], '.2f')} "
+            f"| {f(s['preempt_recall'], '.2f')} |"
+        )
+    lines += [
+        "",
+        "Post-hoc at other thresholds (escalate when calibrated P(correct) is below it), "
+        "from the same runs:",
+        "",
+        "| threshold | success | cost vs strong (1:3) | (1:16) | escalated | precision | recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for th, s in rep.get("post_hoc_sweep", {}).items():
+        lines.append(
+            f"| {th} | {s['success']:.1%} "
+            f"| {s['cost_usd_per_turn'] / strong['cost_usd_per_turn']:.0%} "
+            f"| {s['alt_cost_usd_per_turn'] / strong['alt_cost_usd_per_turn']:.0%} "
             f"| {s['escalation_rate']:.0%} | {f(s['preempt_precision'], '.2f')} "
             f"| {f(s['preempt_recall'], '.2f')} |"
         )

@@ -28,6 +28,8 @@ def test_the_embedded_default_has_the_local_profile_and_starts_nothing() -> None
     models = [getattr(t.provider, "model", None) for t in local.tiers]
     assert models == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
     assert all(getattr(t.provider, "temperature", None) == 0.0 for t in local.tiers)
+    cal = local.monitor.calibration  # fitted by bench.real: surer tokens, likelier right
+    assert cal.w_quantile > 0 and cal.w_min == cal.w_entropy == cal.w_complexity == 0.0
     profile = config_mod.build_profile(cfg, "local")
     assert all(isinstance(p, LocalProvider) and p.server is None for p in profile.providers)
 
