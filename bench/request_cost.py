@@ -164,6 +164,9 @@ def sdk_arguments(provider: OpenAIProvider, request: TierRequest) -> dict[str, A
         if request.tool_choice is not None
         else openai.omit,
         "max_tokens": request.max_tokens,
+        "seed": config.seed if config.seed is not None else openai.omit,
+        "temperature": config.temperature if config.temperature is not None else openai.omit,
+        "top_p": config.top_p if config.top_p is not None else openai.omit,
         "extra_body": extra,
     }
 

@@ -27,6 +27,8 @@ from .core import (
     PolicyParams,
     TierSpec,
 )
+from .models.manifest import UnknownModel
+from .models.provider import LocalProvider, LocalProviderConfig
 from .observe.config import AuditConfig, KeyConfig, KeyPolicy, MetricsConfig, TelemetryConfig
 from .observe.config import check as check_ops
 from .providers.base import Provider
@@ -52,7 +54,13 @@ class _OpenAI(
     pass
 
 
-ProviderConfig = SimProviderConfig | _OpenAI
+class _Local(
+    LocalProviderConfig, frozen=True, forbid_unknown_fields=True, tag="local", tag_field="kind"
+):
+    pass
+
+
+ProviderConfig = SimProviderConfig | _OpenAI | _Local
 
 
 class TierConfig(TierSpec, frozen=True, forbid_unknown_fields=True):
@@ -177,14 +185,19 @@ PACKAGED = {"booking": ("realtime_cascade.demos.booking", "config.toml")}
 
 def load(path: str | Path | None = None) -> Config:
     """Load ``path``, or a packaged config by name (``PACKAGED``), or the embedded default
-    when None. A file of that name wins over a packaged config."""
+    when None (``default.toml`` and the ``local`` profile of ``models/local.toml``). A file of
+    that name wins over a packaged config."""
     if path is None:
-        text = resources.files("realtime_cascade").joinpath("default.toml").read_bytes()
-        return loads(text, "default.toml")
+        root = resources.files("realtime_cascade")
+        text = root.joinpath("default.toml").read_bytes()
+        # The `local` profile (real models on llama-server) lives with the models; its tiers
+        # start nothing until a turn uses them, so the default stays fully offline and light.
+        local = root.joinpath("models", "local.toml").read_bytes()
+        return loads(text + b"\n" + local, "default.toml + models/local.toml")
     p = Path(path)
     if isinstance(path, str) and path in PACKAGED and not p.exists():
-        package, name = PACKAGED[path]
-        return loads(resources.files(package).joinpath(name).read_bytes(), f"{path} ({name})")
+        owner, name = PACKAGED[path]
+        return loads(resources.files(owner).joinpath(name).read_bytes(), f"{path} ({name})")
     try:
         data = p.read_bytes()
     except OSError as exc:
@@ -223,6 +236,12 @@ def build_providers(profile: ProfileConfig) -> list[Provider]:
                     providers.append(OpenAIProvider(tier.name, OpenAIProviderConfig(**fields)))
                 except MissingAPIKey as exc:  # its message names the tier already
                     raise ConfigError(str(exc)) from None
+            case _Local() as local:
+                fields = {f: getattr(local, f) for f in LocalProviderConfig.__struct_fields__}
+                try:
+                    providers.append(LocalProvider(tier.name, LocalProviderConfig(**fields)))
+                except UnknownModel as exc:
+                    raise ConfigError(f"tier {tier.name!r}: {exc.args[0]}") from None
     return providers
 
 

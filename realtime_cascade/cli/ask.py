@@ -10,6 +10,7 @@ import msgspec
 from .. import config as config_mod
 from .. import loop
 from ..core import Action, Filler, Release
+from ..models.provider import start_local
 from ..providers.base import Message
 from ..runtime import TurnRequest, TurnRunner
 from ..trace import TurnTrace, render, summary
@@ -45,6 +46,7 @@ def run_ask(args: argparse.Namespace) -> int:
 
     async def main() -> object:
         try:
+            await start_local(profile.providers)  # local models load before the turn's clock
             return await TurnRunner(profile, request, emit).run()
         finally:
             await profile.aclose()

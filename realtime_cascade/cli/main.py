@@ -8,9 +8,11 @@ from collections.abc import Sequence
 
 from .. import config as config_mod
 from ..demos.booking.demo import add_demo_parser
+from ..models.errors import ModelsError
 from .ask import add_ask_parser
 from .errors import CommandError
 from .eval import add_eval_parser
+from .models import add_parser as add_models_parser
 from .policy import add_policy_parser
 from .schema import add_schema_parser
 from .serve import add_serve_parser
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_traces_parser(sub)
     add_policy_parser(sub)
+    add_models_parser(sub)
     _describe(parser)
     return parser
 
@@ -65,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except config_mod.ConfigError as exc:
         sys.stderr.write(f"realtime-cascade: config error: {exc}\n")
+        return 2
+    except ModelsError as exc:  # a local model that is not fetched, built or healthy
+        sys.stderr.write(f"realtime-cascade: {exc.message}\n")
         return 2
     except CommandError as exc:
         sys.stderr.write(f"realtime-cascade: {exc}\n")

@@ -90,6 +90,11 @@ class OpenAIProviderConfig(msgspec.Struct, tag="openai", frozen=True, forbid_unk
     # Connections to the endpoint, all kept alive when idle: with fewer kept than the streams
     # that run at once (the SDK keeps 100), busy servers reconnect for every other turn.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    # Sampling, sent only when set (None: the endpoint's default, which for llama-server is
+    # temperature 0.8). Small models and logprob-based confidence both want greedy decoding.
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    seed: int | None = None
     # Merged into every request body last, so it can also override the continuation flags for
     # servers that name them differently.
     extra_body: dict[str, object] = {}
@@ -570,7 +575,11 @@ class OpenAIProvider:
         if self._logprobs:
             body["logprobs"] = True
         body["max_tokens"] = request.max_tokens
+        if config.seed is not None:
+            body["seed"] = config.seed
         body["stream_options"] = _INCLUDE_USAGE
+        if config.temperature is not None:
+            body["temperature"] = config.temperature
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
         if request.tools:
@@ -578,6 +587,8 @@ class OpenAIProvider:
         if self._logprobs:
             # The tier's cap (config) and what the monitor asked for, whichever is smaller.
             body["top_logprobs"] = max(0, min(config.top_logprobs, request.top_logprobs))
+        if config.top_p is not None:
+            body["top_p"] = config.top_p
         if prefix and self._prefix_flags:
             body.update(self._prefix_flags)
         if config.extra_body:

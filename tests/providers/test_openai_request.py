@@ -139,6 +139,8 @@ CASES: list[tuple[dict[str, object], TierRequest]] = [
         TierRequest(HISTORY),
     ),
     ({"timeout_s": 2.5}, TierRequest(HISTORY, tool_choice="none")),
+    ({"temperature": 0.0, "top_p": 0.9, "seed": 42}, TierRequest(HISTORY, tools=TOOLS)),
+    ({"temperature": 0.7}, TierRequest(HISTORY)),
 ]
 
 
