@@ -205,9 +205,13 @@ class SpeechGate:
                 if run >= 0:
                     words.add(run)  # a word follows the run: its start is a boundary
                     run = -1
-                elif prev and (_spaceless(ch) or _spaceless(prev)) and not _clings(ch):
-                    if prev not in _JOINERS:
-                        words.add(at)
+                elif (
+                    prev
+                    and (_spaceless(ch) or _spaceless(prev))
+                    and not _clings(ch)
+                    and prev not in _JOINERS
+                ):
+                    words.add(at)
             if ch in _STOPS:
                 phrases.add(at + 1)
             prev = ch

@@ -21,7 +21,6 @@ import msgspec
 
 from .params import Calibration, ComplexityParams, MonitorParams
 
-
 _FLOOR = -30.0  # e^-30: as unsure as any token gets; keeps one wild value from ruling the min
 _ROUNDING = 1e-4  # servers round: a logprob a hair above zero is probability 1
 

@@ -192,7 +192,7 @@ CJK = "今天天气很好，我们去公园散步吧。然后一起吃午饭，�
 def test_cjk_text_is_released_by_a_non_final_tier_at_its_phrase_marks() -> None:
     turn = Turn(CascadeParams(tiers=(LIGHT, STRONG)), "Hi.", input_tokens=10)
     turn.start(0.0)
-    out, t = feed(turn, 0, list(CJK), GOOD, 0.1)
+    out, _t = feed(turn, 0, list(CJK), GOOD, 0.1)
     got = released(out)
     assert got.startswith("今天天气很好，我们去公园散步吧。"), got
 
@@ -201,14 +201,17 @@ def test_the_hard_caps_apply_to_text_without_spaces() -> None:
     params = CascadeParams(
         tiers=(LIGHT, STRONG), gate=GateParams(max_phrase_chars=20, max_hold_ms=300)
     )
-    run = "天" * 60  # no phrase mark at all
-    turn = Turn(params, "Hi.", input_tokens=10)
-    turn.start(0.0)
-    out, t = feed(turn, 0, list(run), GOOD, 0.1, dt=0.001)
-    assert len(released(out)) >= 60 - 21  # max_phrase_chars: at most ≈20 chars held
+    # no phrase mark at all: CJK cuts between characters; a run with no boundary whatsoever
+    # (a long URL, Thai) is cut at max_phrase_chars all the same
+    for run in ("天" * 60, "x" * 60, "ก" * 60):
+        turn = Turn(params, "Hi.", input_tokens=10)
+        turn.start(0.0)
+        out, _t = feed(turn, 0, list(run), GOOD, 0.1, dt=0.001)
+        assert len(released(out)) >= 60 - 21, run  # at most ≈20 chars held
+        assert all(len(a.text) <= 20 for a in out if isinstance(a, Release))
     turn2 = Turn(params, "Hi.", input_tokens=10)
     turn2.start(0.0)
-    out, t = feed(turn2, 0, list("天气很好"), GOOD, 0.1)
+    out, _t = feed(turn2, 0, list("天气很好"), GOOD, 0.1)
     deadline = turn2.next_deadline()
     assert deadline is not None and deadline <= 0.1 + 0.3 + 1e-9  # max_hold_ms applies
     assert released(turn2.tick(deadline)) != ""
@@ -219,7 +222,7 @@ def test_newline_separated_text_is_released_and_cut_at_line_ends() -> None:
     lines = [f"item{k}\n" for k in range(20)]
     turn = Turn(params, "Hi.", input_tokens=10)
     turn.start(0.0)
-    out, t = feed(turn, 0, lines, GOOD, 0.1)
+    out, _t = feed(turn, 0, lines, GOOD, 0.1)
     got = released(out)
     assert got.startswith("item0\nitem1\n") and len(got) > 60, got
     # never inside a word: every piece ends at a line end
@@ -231,7 +234,7 @@ def test_newline_separated_text_is_released_and_cut_at_line_ends() -> None:
 def test_preempting_cjk_text_keeps_what_was_already_released() -> None:
     turn = Turn(CascadeParams(tiers=(LIGHT, STRONG)), "Hi.", input_tokens=10)
     turn.start(0.0)
-    out, t = feed(turn, 0, list("今天天气很好，我们去公园散步吧。然后"), GOOD, 0.1)
+    _out, t = feed(turn, 0, list("今天天气很好，我们去公园散步吧。然后"), GOOD, 0.1)
     out2, t = feed(turn, 0, ["也", "许", "吧", "吗"], BAD, t)
     assert "preempt" in kinds(out2)
     (strong,) = [s for s in starts(out2) if s.tier == 1]
