@@ -322,6 +322,9 @@ class TurnRunner:
         turn = self.turn
         provider = self.profile.providers[action.tier]
         request = tier_request(self.request, self._params.tiers[action.tier], action.prefix)
+        if action.max_tokens is not None and action.max_tokens < request.max_tokens:
+            # the core's allowance: what the cost cap can pay for (core rule 6)
+            request = msgspec.structs.replace(request, max_tokens=max(1, action.max_tokens))
         attempt = action.attempt
         health, tier = self.profile.health, action.tier
         health.started(tier)

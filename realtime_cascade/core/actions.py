@@ -64,12 +64,17 @@ class DecisionRecord(msgspec.Struct, frozen=True):
 
 
 class StartTier(msgspec.Struct, frozen=True, tag="start_tier"):
-    """Open a stream on ``tier``; it continues after ``prefix`` (the text already released)."""
+    """Open a stream on ``tier``; it continues after ``prefix`` (the text already released).
+
+    ``max_tokens``: the most output tokens the stream may be asked for (pass it upstream as
+    ``max_tokens``), so that what is *billed* stays within the cost caps; None: no limit from
+    the core (the core always sets it; None is for hand-made actions)."""
 
     attempt: int
     tier: int
     prefix: str
     speculative: bool
+    max_tokens: int | None = None
 
 
 class CancelTier(msgspec.Struct, frozen=True, tag="cancel_tier"):

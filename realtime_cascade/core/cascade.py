@@ -13,13 +13,22 @@ Rules (the adapter may rely on every one of them):
    the unreleased tail of the attempt it replaces is dropped. If the new tier starts by
    repeating the released text, the repetition is swallowed.
 4. While a hedge runs, or while the monitor is in doubt, the gate is frozen: nothing is released,
-   so a hedge's prefix is always exactly the released text when it is promoted.
+   so a hedge's prefix is always exactly the released text when it is promoted. A hedge that
+   fails or times out ends the hedge, not the doubt: the gate stays frozen until the doubt is
+   resolved, and a tier that failed is not hedged again in the same turn. A hedge that ended
+   and cannot take over (cut off, filtered) is dropped as soon as the active tier fails.
 5. Escalation (preempt) only goes to a stronger tier; fallback after a failure may take any tier
    not yet tried, stronger first.
-6. Every budget check happens before the cost it guards is incurred: an attempt starts only if
-   its input and one output token fit, and a stream is cut when its next token would not fit.
+6. Every budget check happens before the cost it guards is incurred, on the most each stream
+   may be *billed*: an attempt is asked for at most ``StartTier.max_tokens`` output tokens, so
+   that its input and that many tokens fit beside the most every other live stream may still
+   bill; it starts only if one output token fits, and a stream is cut when its next token would
+   not fit. A provider's usage replaces the core's count when a stream ends; usage beyond the
+   cap (an upstream that billed past what it was asked for) ends the turn ``incomplete``.
 7. The core never reads a clock: every event carries ``now`` (seconds, monotonic), and
-   :meth:`Turn.next_deadline` says when to call :meth:`Turn.tick` at the latest.
+   :meth:`Turn.next_deadline` says when to call :meth:`Turn.tick` at the latest. The
+   end-of-turn deadline is enforced on every event, not only on ticks: a token or an end that
+   arrives after it ends the turn and releases nothing. Time in the trace never runs backwards.
 8. Tiers in ``unavailable`` (the adapter's circuit breakers say their providers keep failing)
    are skipped by routing, escalation, hedging and fallback alike, as if they were not in the
    cascade; the trace says so (cause ``health``). With no allowed tier left to start, the turn
@@ -86,6 +95,7 @@ class _Call:
 
 class _Attempt:
     __slots__ = (
+        "allowance",
         "call_order",
         "calls",
         "end_reason",
@@ -133,6 +143,7 @@ class _Attempt:
         self.live = True
         self.input_tokens = input_tokens
         self.output_tokens = 0
+        self.allowance = 0  # the most output tokens it was asked for (StartTier.max_tokens)
         self.text: list[str] = []  # what this attempt said, after the repeat guard
         self.released_at_start = len(prefix)
         # The repeat guard: while the stream could still be re-saying the released prefix,
@@ -145,6 +156,13 @@ class _Attempt:
 
     def cost(self, price_in: float, price_out: float) -> float:
         return (self.input_tokens * price_in + self.output_tokens * price_out) / 1e6
+
+    def worst_cost(self) -> float:
+        """The most this attempt may be billed: its cost so far, or, while it streams, its
+        input and every output token it was asked for."""
+        spec = self.spec
+        out = max(self.output_tokens, self.allowance) if self.live else self.output_tokens
+        return (self.input_tokens * spec.price_in + out * spec.price_out) / 1e6
 
     def unrepeat(self, text: str) -> str:
         """Pass ``text`` on, minus any leading repetition of the released prefix."""
@@ -241,6 +259,7 @@ class Turn:
         self._active: _Attempt | None = None
         self._hedge: _Attempt | None = None
         self._tried: set[int] = set()
+        self._failed: set[int] = set()  # tiers that failed this turn: never hedged again
         self._gate = SpeechGate(params.gate)
         self._doubt_until: float | None = None  # gate frozen until then, unless resolved
         self._no_escalation = False  # set once an escalation was refused for this attempt
@@ -349,6 +368,8 @@ class Turn:
             return []
         out: list[Action] = []
         self._account_token(attempt, logprob, top_logprobs, now)
+        if self._past_deadline(out, now):
+            return out
         if attempt is self._hedge:
             attempt.text.append(text)
             self._check_budget(out, now)
@@ -381,6 +402,8 @@ class Turn:
             return []
         out: list[Action] = []
         self._account_token(attempt, logprob, (), now)
+        if self._past_deadline(out, now):
+            return out
         call = attempt.calls.get(index)
         if call is None:
             call = attempt.calls[index] = _Call()
@@ -421,6 +444,8 @@ class Turn:
         if output_tokens is not None:
             attempt.output_tokens = output_tokens
         out: list[Action] = []
+        if self._past_deadline(out, now) or self._over_billed(out, attempt, now):
+            return out
         if attempt is self._hedge:
             return out  # a finished hedge stays promotable until the active tier is judged
         attempt.probe = ""  # a dangling partial repeat of the prefix is dropped, not spoken
@@ -437,11 +462,11 @@ class Turn:
                     cause = "correctness"
                     break
         if problem is None and self._stronger(attempt.tier) is not None and attempt.monitor.ready:
-            conf = attempt.monitor.confidence()
-            if conf.p_correct < self.params.policy.preempt_below:
+            p = attempt.monitor.confidence().p_correct
+            if p is not None and p < self.params.policy.preempt_below:
                 cause = "confidence"
                 problem = (
-                    f"confidence {conf.p_correct:.2f} < {self.params.policy.preempt_below:.2f}"
+                    f"confidence {p:.2f} < {self.params.policy.preempt_below:.2f}"
                     " at the end of the answer"
                 )
         if problem is not None and self._escalate(out, now, cause, problem, forced=True):
@@ -459,10 +484,14 @@ class Turn:
         attempt.live = False
         attempt.ended = now
         attempt.end_reason = f"error: {error}"
+        self._failed.add(attempt.tier)
         out: list[Action] = []
+        if self._past_deadline(out, now):
+            return out
         if attempt is self._hedge:
+            # rule 4: the hedge ends, the doubt does not; the gate stays frozen until it is
+            # resolved (a tick at the doubt's deadline, or the monitor's next verdict)
             self._drop_hedge(out, now, "error", f"speculative {attempt.spec.name} failed: {error}")
-            self._release(out, now)
             return out
         self._fallback(out, now, "error", f"{attempt.spec.name} failed: {error}")
         return out
@@ -471,16 +500,12 @@ class Turn:
         if self._phase is not _Phase.RUNNING:
             raise InvalidEvent(f"tick() on a turn that is {self._phase.value}")
         out: list[Action] = []
-        budgets = self.params.budgets
-        if now >= self._t0 + budgets.end_of_turn_ms / 1000.0:
-            tier = self._active.tier if self._active else self._first_tier
-            reason = f"end-of-turn deadline of {budgets.end_of_turn_ms:.0f} ms reached"
-            self._decide(out, now, "stop", tier, "latency", reason)
-            self._finish(out, now, "incomplete", reason)
+        if self._past_deadline(out, now):
             return out
         hedge = self._hedge
         if hedge is not None and hedge.live and now >= self._attempt_deadline(hedge):
             why = self._lateness(hedge)
+            self._failed.add(hedge.tier)
             self._cancel_attempt(out, hedge, now, why, timed_out=True)
             self._drop_hedge(out, now, "latency", f"speculative {hedge.spec.name}: {why}")
         active = self._active
@@ -580,11 +605,14 @@ class Turn:
         policy = self.params.policy
         conf = attempt.monitor.confidence()
         p = conf.p_correct
+        if p is None:
+            return  # no logprob yet: nothing to judge on (ready implies one, but be exact)
         if p < policy.preempt_below:
             reason = (
                 f"confidence {p:.2f} < {policy.preempt_below:.2f} "
-                f"(q{int(self.params.monitor.quantile * 100)} p={conf.quantile_p:.2f}, "
-                f"min p={conf.min_p:.2f}, entropy {conf.entropy:.2f} over {conf.tokens} tokens)"
+                f"(q{int(self.params.monitor.quantile * 100)} p={_describe(conf.quantile_p)}, "
+                f"min p={_describe(conf.min_p)}, entropy {conf.entropy:.2f} "
+                f"over {conf.known} tokens)"
             )
             self._escalate(out, now, "confidence", reason, forced=False)
         elif p < policy.hedge_below:
@@ -611,7 +639,7 @@ class Turn:
         self._doubt_until = now + policy.hedge_window_ms / 1000.0
         target = self._stronger(attempt.tier)
         scores = self._scores(attempt)
-        if not policy.hedging or target is None:
+        if not policy.hedging or target is None or target in self._failed:
             return
         if self._utility(attempt, target, p, now) <= 0:
             return
@@ -642,10 +670,10 @@ class Turn:
     def _resolve_doubt(self, out: list[Action], now: float) -> None:
         active = self._active
         assert active is not None
-        conf = active.monitor.confidence()
+        p = active.monitor.confidence().p_correct
         policy = self.params.policy
-        if conf.p_correct < policy.preempt_below:
-            reason = f"confidence still {conf.p_correct:.2f} < {policy.preempt_below:.2f}"
+        if p is not None and p < policy.preempt_below:
+            reason = f"confidence still {p:.2f} < {policy.preempt_below:.2f}"
             self._escalate(out, now, "confidence", reason, forced=False)
             if self.done or self._active is not active:
                 return
@@ -653,7 +681,7 @@ class Turn:
             out,
             now,
             f"no verdict within {policy.hedge_window_ms:.0f} ms and confidence "
-            f"{conf.p_correct:.2f} >= {policy.preempt_below:.2f}: continue",
+            f"{_describe(p)} >= {policy.preempt_below:.2f}: continue",
         )
 
     def _escalate(
@@ -714,10 +742,15 @@ class Turn:
         failed = self._active
         assert failed is not None
         hedge = self._hedge
-        if hedge is not None and (hedge.live or hedge.end_reason in ("stop", "tool_calls")):
+        if hedge is not None and not (hedge.live or hedge.end_reason in ("stop", "tool_calls")):
+            # it ended and cannot take over: drop it now, or it would hold the gate frozen
+            # (rule 4) under whichever tier takes over instead
+            why = f"speculative {hedge.spec.name} ended ({hedge.end_reason}): it cannot take over"
+            self._drop_hedge(out, now, "completeness", why)
+            hedge = None
+        if hedge is not None:
             target: int | None = hedge.tier
         else:
-            hedge = None
             target = self._fallback_target(failed.tier)
         if target is None:
             self._decide(out, now, "stop", failed.tier, cause, f"{reason}; no tier left to try")
@@ -763,10 +796,13 @@ class Turn:
                 hedge.text.append(piece)
                 self._gate.push(piece, now)
             if not hedge.live:
-                # it already finished while speculative: judge it now
-                reason = hedge.end_reason
+                # it already finished while speculative: judge it now, at ``now`` (rule 7: the
+                # trace's clock never runs back to when its stream ended), keeping that end
+                # time on its own record
+                reason, ended = hedge.end_reason, hedge.ended
                 hedge.live = True
-                out.extend(self.tier_finished(hedge.id, reason, hedge.ended or now))
+                out.extend(self.tier_finished(hedge.id, reason, now))
+                hedge.ended = ended
                 return
             self._release(out, now)
             return
@@ -811,9 +847,10 @@ class Turn:
             input_tokens=self._input_tokens + len(prefix) // 4,
             now=now,
         )
+        attempt.allowance = self._allowance(tier)
         self._attempts.append(attempt)
         self._tried.add(tier)
-        out.append(StartTier(attempt.id, tier, prefix, speculative))
+        out.append(StartTier(attempt.id, tier, prefix, speculative, attempt.allowance))
         return attempt
 
     # -- budgets ----------------------------------------------------------------------------
@@ -823,15 +860,29 @@ class Turn:
         tokens_in = self._input_tokens + self._gate.released_len // 4
         return (tokens_in * spec.price_in + spec.price_out) / 1e6
 
+    def _allowance(self, tier: int, *, replacing: _Attempt | None = None) -> int:
+        """How many output tokens ``tier`` may be asked for now: what the cap leaves after its
+        input and the most every other stream may be billed (``replacing``, about to be cut,
+        counts at its cost so far), up to the tier's own limit."""
+        spec = self._tiers[tier]
+        committed = 0.0
+        for a in self._attempts:
+            if a is replacing:
+                committed += a.cost(a.spec.price_in, a.spec.price_out)
+            else:
+                committed += a.worst_cost()
+        tokens_in = self._input_tokens + self._gate.released_len // 4
+        left_micro = (self.cap_usd - committed) * 1e6 - tokens_in * spec.price_in
+        if left_micro < -1e-9:
+            return 0
+        if spec.price_out <= 0.0:
+            return spec.max_output_tokens
+        # 1e-6: float noise must not cost the last whole token the cap pays for
+        return max(0, min(spec.max_output_tokens, int(left_micro / spec.price_out + 1e-6)))
+
     def _affordable(self, tier: int, *, replacing: _Attempt | None = None) -> bool:
-        """Can ``tier`` start now, leaving room for one more token of every stream that keeps
-        running (all live ones but ``replacing``)?"""
-        reserve = sum(
-            a.spec.price_out / 1e6
-            for a in (self._active, self._hedge)
-            if a is not None and a.live and a is not replacing
-        )
-        return self.spent_usd + reserve + self._start_cost(tier) <= self.cap_usd + 1e-15
+        """Can ``tier`` start now with at least one output token (rule 6)?"""
+        return self._allowance(tier, replacing=replacing) >= 1
 
     def _check_budget(self, out: list[Action], now: float) -> None:
         """Cut any stream whose next token would break the cap (rule 6)."""
@@ -859,8 +910,7 @@ class Turn:
         hedge = self._hedge
         if hedge is None:
             return
-        self._hedge = None
-        self._doubt_until = None
+        self._hedge = None  # the doubt stays (rule 4): whoever resolves it unfreezes the gate
         tier = self._active.tier if self._active else hedge.tier
         self._decide(out, now, "hedge_cancel", tier, cause, reason, to_tier=hedge.tier)
 
@@ -924,7 +974,7 @@ class Turn:
         conf = attempt.monitor.confidence()
         reason = (
             f"{attempt.spec.name} finished ({attempt.end_reason}) "
-            f"with confidence {conf.p_correct:.2f}"
+            f"with confidence {_describe(conf.p_correct)}"
         )
         self._decide(out, now, "accept", attempt.tier, "policy", reason, self._scores(attempt))
         if self._hedge is not None:
@@ -981,6 +1031,39 @@ class Turn:
         self._reason = reason
         self._end = now
         out.append(FinishTurn(status, reason))
+
+    def _past_deadline(self, out: list[Action], now: float) -> bool:
+        """Rule 7: at or past the end-of-turn deadline, any event ends the turn (a chunk can
+        arrive just before the timer fires); nothing more is released."""
+        budgets = self.params.budgets
+        if now < self._t0 + budgets.end_of_turn_ms / 1000.0:
+            return False
+        tier = self._active.tier if self._active else self._first_tier
+        reason = f"end-of-turn deadline of {budgets.end_of_turn_ms:.0f} ms reached"
+        self._decide(out, now, "stop", tier, "latency", reason)
+        self._finish(out, now, "incomplete", reason)
+        return True
+
+    def _over_billed(self, out: list[Action], attempt: _Attempt, now: float) -> bool:
+        """Rule 6: the provider's usage (just applied) broke the cap. Only an upstream that
+        billed past the ``max_tokens`` it was asked for, or a prompt far longer than estimated,
+        gets here; the turn stops rather than spend more or call itself completed."""
+        spent = self.spent_usd
+        if spent <= self.cap_usd + 1e-12:
+            return False
+        reason = (
+            f"billed usage broke the cost cap: {attempt.spec.name} billed "
+            f"{attempt.input_tokens} in / {attempt.output_tokens} out, asked for at most "
+            f"{attempt.allowance} out (${spent:.6f} spent of ${self.cap_usd:.6f})"
+        )
+        self._decide(out, now, "stop", attempt.tier, "budget", reason, self._scores(attempt))
+        if attempt is self._active:
+            # what it said was paid for and had the monitor's look: say it, then stop
+            attempt.probe, attempt.guard = "", None
+            self._finish_unverified(out, attempt, attempt.tool_records(), reason, now)
+        else:
+            self._finish(out, now, "incomplete", reason)
+        return True
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -1057,9 +1140,9 @@ class Turn:
     def _scores(self, attempt: _Attempt) -> Scores:
         conf = attempt.monitor.confidence()
         return Scores(
-            p_correct=round(conf.p_correct, 4),
-            quantile_p=round(conf.quantile_p, 4),
-            min_p=round(conf.min_p, 4),
+            p_correct=_round(conf.p_correct),
+            quantile_p=_round(conf.quantile_p),
+            min_p=_round(conf.min_p),
             entropy=round(conf.entropy, 4),
             complexity=round(self.complexity, 4),
             threshold=self.params.policy.preempt_below,
@@ -1093,3 +1176,11 @@ class Turn:
 
     def _ms(self, t: float | None) -> float | None:
         return None if t is None else round((t - self._t0) * 1000.0, 3)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def _describe(p: float | None) -> str:
+    return "unknown (no logprobs)" if p is None else f"{p:.2f}"

@@ -3,6 +3,9 @@
 - Confidence: Chow-Quantile over a sliding window of per-token log-probabilities (a low
   quantile is robust to length, unlike a sum or mean), the minimum so far, and the mean
   entropy of the top-k alternatives, mapped through a logistic calibration to P(correct).
+  A token without a (valid) logprob is *no evidence*: it is counted but never scored, and a
+  monitor that has seen no logprob at all has no confidence (``p_correct is None``), so the
+  cascade falls back on its other signals instead of reading silence as certainty.
 - Complexity of the request: cheap lexical features, mapped through a logistic to [0, 1].
 - Completeness at the end of a stream: truncation, empty output, malformed tool arguments.
 """
@@ -17,6 +20,35 @@ from collections.abc import Sequence
 import msgspec
 
 from .params import Calibration, ComplexityParams, MonitorParams
+
+_FLOOR = -30.0  # e^-30: as unsure as any token gets; keeps one wild value from ruling the min
+_ROUNDING = 1e-4  # servers round: a logprob a hair above zero is probability 1
+
+
+def clean_logprob(logprob: float | None) -> float | None:
+    """A log-probability the monitor may use, or None where it is unknown.
+
+    A log-probability is at most 0. Anything above (beyond rounding), NaN or +inf comes from a
+    broken upstream: it must never read as confidence, so it reads as unknown. -inf
+    (probability 0) is valid and is floored like any very unsure token.
+    """
+    if logprob is None:
+        return None
+    if logprob <= 0.0:
+        return logprob if logprob >= _FLOOR else _FLOOR
+    if logprob <= _ROUNDING:
+        return 0.0
+    return None  # positive, +inf or NaN (every comparison with NaN is false)
+
+
+def clean_top_logprobs(top_logprobs: Sequence[float]) -> Sequence[float]:
+    """``top_logprobs`` without the invalid ones (see :func:`clean_logprob`)."""
+    for lp in top_logprobs:
+        if not _FLOOR <= lp <= 0.0:
+            break
+    else:
+        return top_logprobs  # the common case: nothing to fix, nothing allocated
+    return tuple(c for c in map(clean_logprob, top_logprobs) if c is not None)
 
 
 def _sigmoid(x: float) -> float:
@@ -42,17 +74,30 @@ def entropy_of(top_logprobs: Sequence[float]) -> float:
 
 
 class Confidence(msgspec.Struct, frozen=True):
-    p_correct: float
-    quantile_p: float
-    min_p: float
+    """The monitor's view. ``p_correct``, ``quantile_p`` and ``min_p`` are None while no token
+    with a logprob has been seen: confidence is unknown, not high."""
+
+    p_correct: float | None
+    quantile_p: float | None
+    min_p: float | None
     entropy: float
-    tokens: int
+    tokens: int  # tokens seen
+    known: int = 0  # of which had a valid logprob
 
 
 class ConfidenceMonitor:
     """Per-attempt token statistics. O(window) per token; the window is small (≈12)."""
 
-    __slots__ = ("_cal", "_complexity", "_entropies", "_logprobs", "_min_lp", "_params", "tokens")
+    __slots__ = (
+        "_cal",
+        "_complexity",
+        "_entropies",
+        "_logprobs",
+        "_min_lp",
+        "_params",
+        "known",
+        "tokens",
+    )
 
     def __init__(self, params: MonitorParams, complexity: float) -> None:
         self._params = params
@@ -62,24 +107,29 @@ class ConfidenceMonitor:
         self._entropies: deque[float] = deque(maxlen=params.window)
         self._min_lp = 0.0
         self.tokens = 0
+        self.known = 0
 
     def observe(self, logprob: float | None, top_logprobs: Sequence[float]) -> None:
         self.tokens += 1
-        # A tier without logprobs gives no evidence either way: it counts as confident, and
-        # the other signals (completeness, verifiers, latency) still apply.
-        lp = 0.0 if logprob is None else max(logprob, -30.0)
+        lp = clean_logprob(logprob)
+        if lp is None:
+            # No evidence either way: not "confident" (0.0 would be), just not scored. The
+            # cascade's other signals (completeness, verifiers, latency) still apply.
+            return
+        self.known += 1
         self._logprobs.append(lp)
-        self._entropies.append(entropy_of(top_logprobs))
+        self._entropies.append(entropy_of(clean_top_logprobs(top_logprobs)))
         if lp < self._min_lp:
             self._min_lp = lp
 
     @property
     def ready(self) -> bool:
-        return self.tokens >= self._params.min_tokens
+        """Enough tokens *with logprobs* for a verdict."""
+        return self.known >= self._params.min_tokens
 
     def confidence(self) -> Confidence:
         if not self._logprobs:
-            return Confidence(1.0, 1.0, 1.0, 0.0, 0)
+            return Confidence(None, None, None, 0.0, self.tokens, 0)
         ordered = sorted(self._logprobs)
         idx = min(len(ordered) - 1, int(self._params.quantile * len(ordered)))
         q_lp = ordered[idx]
@@ -98,6 +148,7 @@ class ConfidenceMonitor:
             min_p=math.exp(self._min_lp),
             entropy=mean_h,
             tokens=self.tokens,
+            known=self.known,
         )
 
 

@@ -49,6 +49,7 @@ import httpx2
 import msgspec
 import openai
 
+from ..core.signals import clean_logprob, clean_top_logprobs
 from .base import (
     Chunk,
     ConnectionLost,
@@ -142,14 +143,28 @@ def parse_continuation_instruction(text: str | None) -> str | None:
 # building anything for it. ``gc=False``: decoded chunks hold no reference cycles.
 
 
+# A logprob that is missing or null is *unknown*, never 0.0 (which would read as certainty);
+# invalid ones (positive, +inf) are made unknown by ``_logprob``/``_tops`` below. Numbers JSON
+# cannot hold (NaN, 1e400) fail the chunk's decoding: a clear stream error, not a score.
+
+
 class _TopLogprob(msgspec.Struct, gc=False):
-    logprob: float = 0.0
+    logprob: float | None = None
 
 
 class _TokenLogprob(msgspec.Struct, gc=False):
     token: str = ""
-    logprob: float = 0.0
+    logprob: float | None = None
     top_logprobs: list[_TopLogprob] = []
+
+
+def _logprob(entry: _TokenLogprob) -> float | None:
+    return clean_logprob(entry.logprob)
+
+
+def _tops(entry: _TokenLogprob) -> tuple[float, ...]:
+    tops = tuple(t.logprob for t in entry.top_logprobs if t.logprob is not None)
+    return tuple(clean_top_logprobs(tops))  # the same tuple when every one is valid
 
 
 class _Logprobs(msgspec.Struct, gc=False):
@@ -368,18 +383,17 @@ class ChatStreamDecoder:
             elif len(entries) == 1:
                 # The content is authoritative: a byte-level token's string can differ from it.
                 e = entries[0]
-                out.append(Chunk(text, e.logprob, tuple(t.logprob for t in e.top_logprobs)))
+                out.append(Chunk(text, _logprob(e), _tops(e)))
             elif "".join(e.token for e in entries) == text:
                 # Several tokens in one SSE chunk (servers batch under load): one Chunk each,
                 # so the monitor sees every token's probability.
                 for e in entries:
-                    out.append(Chunk(e.token, e.logprob, tuple(t.logprob for t in e.top_logprobs)))
+                    out.append(Chunk(e.token, _logprob(e), _tops(e)))
             else:
                 # Tokens that do not spell the content (partial UTF-8): keep the text exact on
                 # the first chunk, the remaining tokens' probabilities on empty chunks.
                 for k, e in enumerate(entries):
-                    tops = tuple(t.logprob for t in e.top_logprobs)
-                    out.append(Chunk(text if k == 0 else "", e.logprob, tops))
+                    out.append(Chunk(text if k == 0 else "", _logprob(e), _tops(e)))
         if delta.tool_calls:
             # A lone tool-call piece with one logprob entry (vLLM reports them) keeps it.
             single = entries[0] if entries and len(entries) == 1 and not text else None
@@ -393,8 +407,8 @@ class ChatStreamDecoder:
                     arguments=(fn.arguments or "") if fn is not None else "",
                 )
                 if single is not None and lone:
-                    tops = tuple(t.logprob for t in single.top_logprobs)
-                    out.append(Chunk(logprob=single.logprob, top_logprobs=tops, tool_call=piece))
+                    lp, tops = _logprob(single), _tops(single)
+                    out.append(Chunk(logprob=lp, top_logprobs=tops, tool_call=piece))
                 else:
                     out.append(Chunk(tool_call=piece))
 

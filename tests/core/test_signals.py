@@ -37,14 +37,6 @@ def test_window_forgets_old_tokens() -> None:
     assert m.tokens == 6
 
 
-def test_missing_logprobs_count_as_no_evidence() -> None:
-    m = ConfidenceMonitor(MonitorParams(min_tokens=2), 0.0)
-    m.observe(None, ())
-    assert not m.ready
-    m.observe(None, ())
-    assert m.ready and m.confidence().p_correct > 0.9
-
-
 def test_complexity_grows_with_clauses() -> None:
     p = ComplexityParams()
     easy = complexity_of(request_features("Book a table for two at 7pm tonight."), p)

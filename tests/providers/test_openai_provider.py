@@ -444,6 +444,23 @@ def test_decoder_splits_multi_token_chunks_at_any_byte_boundary(piece: int) -> N
     ]
 
 
+def test_decoder_makes_invalid_or_missing_logprobs_unknown() -> None:
+    # positive, null or missing logprobs never reach the monitor as a score (0.0 = certain)
+    body = sse(
+        choice({"content": "A"}, [lp("A", 710.0, 710.0, -1.0)]),
+        choice({"content": "B"}, [{"token": "B", "logprob": None, "top_logprobs": []}]),
+        choice({"content": "C"}, [{"token": "C", "top_logprobs": [{"token": "x"}]}]),
+        choice({"content": "D"}, [lp("D", 1e-7, 1e-7, -2.0)], finish="stop"),
+    )
+    assert decode_all(body, 10_000) == [
+        Chunk("A", None, (-1.0,)),
+        Chunk("B"),
+        Chunk("C"),
+        Chunk("D", 0.0, (0.0, -2.0)),
+        Chunk(finish_reason="stop"),
+    ]
+
+
 def test_decoder_tolerates_crlf_comments_and_multiline_data() -> None:
     body = (
         b": ping\r\n\r\nevent: message\r\nid: 1\r\n"

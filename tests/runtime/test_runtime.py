@@ -255,3 +255,30 @@ async def test_a_stall_fires_after_the_last_token_however_often_it_moved() -> No
     # not before the deadline (last token + 200 ms), and not long after it
     assert last_token_ms + 200 <= fallback.t_ms + 1.0
     assert fallback.t_ms < last_token_ms + 200 + 250
+
+
+async def test_a_tier_is_asked_for_no_more_tokens_than_the_cost_cap_pays_for() -> None:
+    # core rule 6: StartTier.max_tokens reaches the provider as the request's max_tokens
+    asked: list[int] = []
+
+    class Asking(RecordingProvider):
+        async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
+            asked.append(request.max_tokens)
+            async for chunk in super().stream(request):
+                yield chunk
+
+    params = config_mod.load(None).profiles["default"].params()
+    light = params.tiers[0]
+    cap = (60 * light.price_in + 20 * light.price_out) / 1e6  # room for ≈20 output tokens
+    params = msgspec.structs.replace(
+        params,
+        budgets=msgspec.structs.replace(params.budgets, turn_cap_usd=cap),
+        tiers=(light,),
+    )
+    provider = Asking(SimProvider("light", SimProfile(50, 0.1, 5, 0.1, 0.5)))
+    emitted: list[Action] = []
+    runner = TurnRunner(CascadeProfile("cap", params, [provider]), request(EASY), emitted.append)
+    with anyio.fail_after(10):
+        trace = await runner.run()
+    assert len(asked) == 1 and 1 <= asked[0] < light.max_output_tokens
+    assert trace.cost_usd <= cap + 1e-12
