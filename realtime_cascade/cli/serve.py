@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
+from collections.abc import Sequence
 
 import anyio
 import msgspec
@@ -14,6 +16,8 @@ import msgspec
 from .. import config as config_mod
 from .. import loop
 from ..server.app import SHUTDOWN_GRACE_S, RealtimeServer
+from ..server.state import REDIS_URL_ENV
+from ..server.workers import Supervisor, die_with_parent, reserve_port, signal_ready
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +38,30 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="append every turn's trace to PATH as JSON lines (-: stdout); overrides [audit] "
         "path and REALTIME_CASCADE_AUDIT",
     )
+    p.add_argument(
+        "--workers",
+        default="auto",
+        metavar="N",
+        help="worker processes sharing the port (auto: one per core when [state] redis_url is "
+        "set, else 1: without shared state, per-key limits would count per worker)",
+    )
+    p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
+
+
+def worker_count(value: str, shared_state: bool, cores: int | None = None) -> int:
+    """``--workers``: a positive number, or ``auto``."""
+    if value == "auto":
+        return max(1, cores or os.cpu_count() or 1) if shared_state else 1
+    try:
+        n = int(value)
+    except ValueError:
+        raise config_mod.ConfigError(
+            f"--workers: expected a number or 'auto', got {value!r}"
+        ) from None
+    if n < 1:
+        raise config_mod.ConfigError("--workers must be at least 1")
+    return n
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -47,14 +74,66 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
         logging.getLogger("websockets").setLevel(logging.WARNING)
-    loop.run(_serve_main, cfg, args.host, args.port, args.grace)
-    return 0
+    worker_fd: int | None = getattr(args, "worker_fd", None)
+    if worker_fd is not None:  # one of a supervisor's workers
+        die_with_parent()
+        loop.run(_serve_main, cfg, args.host, args.port, args.grace, worker_fd)
+        return 0
+    shared = bool(os.environ.get(REDIS_URL_ENV) or cfg.state.redis_url)
+    n = worker_count(str(getattr(args, "workers", "1")), shared)
+    if n == 1:
+        loop.run(_serve_main, cfg, args.host, args.port, args.grace)
+        return 0
+    if not shared:
+        logging.getLogger(__name__).warning(
+            "%d workers without [state] redis_url: per-key limits, budgets, breakers and router "
+            "statistics are each worker's own",
+            n,
+        )
+    return _supervise(cfg, args, n)
+
+
+def _supervise(cfg: config_mod.Config, args: argparse.Namespace, n: int) -> int:
+    host = args.host if args.host is not None else cfg.server.host
+    port = args.port if args.port is not None else cfg.server.port
+    holder = reserve_port(host, port)  # port 0: pick one now, for every worker
+    port = holder.getsockname()[1]
+
+    def command(ready_fd: int) -> Sequence[str]:
+        argv = [sys.executable, "-m", "realtime_cascade.cli.main", "serve", "--workers", "1"]
+        argv += ["--worker-fd", str(ready_fd), "--host", host, "--port", str(port)]
+        argv += ["--grace", str(args.grace)]
+        if args.config:
+            argv += ["--config", args.config]
+        if getattr(args, "audit", None):
+            argv += ["--audit", args.audit]
+        return argv
+
+    shown = f"[{host}]" if ":" in host else host
+
+    def announce() -> None:
+        for name in sorted(cfg.profiles):
+            print(f"realtime-cascade: serving ws://{shown}:{port}/v1/realtime?model={name}")
+        print(
+            f"realtime-cascade: health at http://{shown}:{port}/healthz "
+            f"({n} workers; Ctrl-C to stop)",
+            flush=True,
+        )
+
+    try:
+        return Supervisor(command, n, grace_s=args.grace, on_ready=announce).run()
+    finally:
+        holder.close()
 
 
 async def _serve_main(
-    cfg: config_mod.Config, host: str | None, port: int | None, grace: float
+    cfg: config_mod.Config,
+    host: str | None,
+    port: int | None,
+    grace: float,
+    worker_fd: int | None = None,
 ) -> None:
-    server = RealtimeServer(cfg, host=host, port=port)
+    server = RealtimeServer(cfg, host=host, port=port, reuse_port=worker_fd is not None)
     await server.start()
     # The cyclic collector stops every session at once, so its pauses land on p99 latency.
     # What is alive now (modules, config, profiles) lives as long as the process: frozen, full
@@ -66,13 +145,16 @@ async def _serve_main(
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     try:
-        for name in sorted(server.profiles):
+        if worker_fd is not None:  # the supervisor announces the port once, for every worker
+            signal_ready(worker_fd)
+        for name in sorted(server.profiles) if worker_fd is None else ():
             print(f"realtime-cascade: serving {server.url(name)}", flush=True)
-        print(
-            f"realtime-cascade: health at http://{server.host}:{server.port}/healthz "
-            "(Ctrl-C to stop)",
-            flush=True,
-        )
+        if worker_fd is None:
+            print(
+                f"realtime-cascade: health at http://{server.host}:{server.port}/healthz "
+                "(Ctrl-C to stop)",
+                flush=True,
+            )
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 print(
