@@ -245,7 +245,7 @@ def subprocess_services(mix: Mix, opts: Options, tiers: Sequence[TierSim]) -> It
             [
                 sys.executable,
                 "-m",
-                "realtime_cascade.cli",
+                "realtime_cascade.cli.main",
                 "serve",
                 "--config",
                 str(config_path),

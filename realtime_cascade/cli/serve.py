@@ -52,7 +52,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 def worker_count(value: str, shared_state: bool, cores: int | None = None) -> int:
     """``--workers``: a positive number, or ``auto``."""
     if value == "auto":
-        return max(1, cores or os.cpu_count() or 1) if shared_state else 1
+        if not shared_state:
+            return 1
+        if cores is None:  # the cores this process may run on (affinity, cpusets), not the host's
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return max(1, cores or os.cpu_count() or 1)
     try:
         n = int(value)
     except ValueError:
