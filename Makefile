@@ -6,18 +6,18 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test bench demo clean chromium models models-smol
+.PHONY: run test bench demo clean chromium models models-smol scale-servers
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,scale]'
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/realtime-cascade serve
 
-test: $(STAMP) chromium models-smol
+test: $(STAMP) chromium scale-servers models-smol
 	$(BIN)/ruff check realtime_cascade demos tests bench
 	$(BIN)/mypy --strict realtime_cascade demos
 	$(BIN)/lint-imports
@@ -47,6 +47,13 @@ chromium:
 	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The scale tests start a real Redis and a real load balancer (HAProxy) on loopback ports.
+scale-servers:
+	@{ command -v redis-server && { command -v haproxy || test -x /usr/sbin/haproxy; }; } >/dev/null 2>&1 || \
+	  { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server haproxy; }
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,11 @@ class Proc:
         return "\n".join(self._tail)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        # `serve --workers N`: the supervisor and its workers (one process: just itself)
+        return sum(_or_zero(cpu_seconds, p) for p in tree_pids(self.pid))
 
     def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
+        return sum(_or_zero(rss_bytes, p) for p in tree_pids(self.pid))
 
     def stop(self, timeout: float = 10.0) -> None:
         popen = self._popen
@@ -106,6 +107,32 @@ class Proc:
         except subprocess.TimeoutExpired:
             popen.kill()
             popen.wait(5)
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its live descendants (``/proc/PID/task/TID/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children", encoding="ascii") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
+    return out
+
+
+def _or_zero(fn: Callable[[int], float], pid: int) -> float:
+    try:
+        return fn(pid)
+    except (OSError, ValueError, IndexError):
+        return 0  # it exited between listing and reading
 
 
 def cpu_seconds(pid: int) -> float:

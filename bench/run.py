@@ -80,6 +80,7 @@ class Options:
     clock: str = "absolute"  # how the sim upstreams and the bare server keep time
     progress_stream: Any = field(default_factory=lambda: sys.stderr)  # None: silent
     command: str = ""
+    server_args: tuple[str, ...] = ()  # more `serve` arguments (bench.scale: --workers N)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -244,7 +245,7 @@ def subprocess_services(mix: Mix, opts: Options, tiers: Sequence[TierSim]) -> It
             [
                 sys.executable,
                 "-m",
-                "realtime_cascade.cli",
+                "realtime_cascade.cli.main",
                 "serve",
                 "--config",
                 str(config_path),
@@ -254,6 +255,7 @@ def subprocess_services(mix: Mix, opts: Options, tiers: Sequence[TierSim]) -> It
                 "0",
                 "--grace",
                 "1",
+                *opts.server_args,
             ],
             r"serving (ws://\S+)",
             ROOT,

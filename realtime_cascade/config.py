@@ -121,9 +121,27 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     static_dir: str | None = None  # defaults to demos/web when present
 
 
+class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[state]``: where per-key limits, budgets, breakers and router statistics live.
+
+    No ``redis_url``: in this process's memory (one ``serve`` process, as before). With one,
+    every worker and every machine that names the same Redis shares them (server/state.py).
+    """
+
+    redis_url: str = ""  # e.g. "redis://127.0.0.1:6379/0"; REALTIME_CASCADE_REDIS_URL overrides
+    on_error: Literal["open", "closed"] = "open"  # Redis down: let clients in, or refuse them
+    prefix: str = "rc"  # every Redis key starts with "PREFIX:"
+    timeout_s: float = 0.25  # one Redis call; past it, the call counts as Redis being down
+    sync_interval_s: float = 1.0  # breakers and router statistics are exchanged this often
+    session_lease_s: float = 30.0  # a crashed worker's sessions stop counting after this
+    key_budget_usd: float = 0.0  # spend per identity (all its sessions, everywhere); 0: none
+    key_budget_window_s: float = 86400.0  # the key budget resets this long after its first spend
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     profiles: dict[str, ProfileConfig]
     server: ServerConfig = ServerConfig()
+    state: StateConfig = StateConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     audio: AudioConfig = AudioConfig()  # every profile's speech engines, unless it has its own
     audit: AuditConfig = AuditConfig()  # one JSON line per turn (realtime_cascade.audit)

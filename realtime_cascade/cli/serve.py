@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 import anyio
 import msgspec
@@ -15,6 +16,8 @@ import msgspec
 from .. import config as config_mod
 from .. import loop
 from ..server.app import SHUTDOWN_GRACE_S, RealtimeServer
+from ..server.state import REDIS_URL_ENV
+from ..server.workers import Supervisor, die_with_parent, reserve_port, signal_ready
 from .errors import CommandError, port_in_use
 from .options import CONFIG_HELP
 
@@ -57,7 +60,34 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="NAME",
         help="with --agent: the profile(s) to bind it to (repeatable; default: all)",
     )
+    p.add_argument(
+        "--workers",
+        default="auto",
+        metavar="N",
+        help="worker processes sharing the port (auto: one per core when [state] redis_url is "
+        "set, else 1: without shared state, per-key limits would count per worker)",
+    )
+    p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
+
+
+def worker_count(value: str, shared_state: bool, cores: int | None = None) -> int:
+    """``--workers``: a positive number, or ``auto``."""
+    if value == "auto":
+        if not shared_state:
+            return 1
+        if cores is None:  # the cores this process may run on (affinity, cpusets), not the host's
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return max(1, cores or os.cpu_count() or 1)
+    try:
+        n = int(value)
+    except ValueError:
+        raise config_mod.ConfigError(
+            f"--workers: expected a number or 'auto', got {value!r}"
+        ) from None
+    if n < 1:
+        raise config_mod.ConfigError("--workers must be at least 1")
+    return n
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -77,20 +107,78 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
         logging.getLogger("websockets").setLevel(logging.WARNING)
+    worker_fd: int | None = getattr(args, "worker_fd", None)
+    if worker_fd is not None:  # one of a supervisor's workers
+        die_with_parent()
+        loop.run(_serve_main, cfg, args.host, args.port, args.grace, worker_fd)
+        return 0
+    shared = bool(os.environ.get(REDIS_URL_ENV) or cfg.state.redis_url)
+    n = worker_count(str(getattr(args, "workers", "1")), shared)
+    if n == 1:
+        try:
+            loop.run(_serve_main, cfg, args.host, args.port, args.grace)
+        except Exception as exc:
+            if port_in_use(exc):
+                port = cfg.server.port if args.port is None else args.port
+                raise CommandError(
+                    f"port {port} is in use: pass --port (0: any free port)"
+                ) from None
+            raise
+        return 0
+    if not shared:
+        logging.getLogger(__name__).warning(
+            "%d workers without [state] redis_url: per-key limits, budgets, breakers and router "
+            "statistics are each worker's own",
+            n,
+        )
+    return _supervise(cfg, args, n)
+
+
+def _supervise(cfg: config_mod.Config, args: argparse.Namespace, n: int) -> int:
+    host = args.host if args.host is not None else cfg.server.host
+    port = args.port if args.port is not None else cfg.server.port
+    holder = reserve_port(host, port)  # port 0: pick one now, for every worker
+    port = holder.getsockname()[1]
+
+    def command(ready_fd: int) -> Sequence[str]:
+        argv = [sys.executable, "-m", "realtime_cascade.cli.main", "serve", "--workers", "1"]
+        argv += ["--worker-fd", str(ready_fd), "--host", host, "--port", str(port)]
+        argv += ["--grace", str(args.grace)]
+        if args.config:
+            argv += ["--config", args.config]
+        if getattr(args, "audit", None):
+            argv += ["--audit", args.audit]
+        if getattr(args, "agent", None):
+            argv += ["--agent", args.agent]
+            for name in args.profile:
+                argv += ["--profile", name]
+        return argv
+
+    shown = f"[{host}]" if ":" in host else host
+
+    def announce() -> None:
+        for name in sorted(cfg.profiles):
+            print(f"realtime-cascade: serving ws://{shown}:{port}/v1/realtime?model={name}")
+        print(
+            f"realtime-cascade: health at http://{shown}:{port}/healthz "
+            f"({n} workers; Ctrl-C to stop)",
+            flush=True,
+        )
+
     try:
-        loop.run(_serve_main, cfg, args.host, args.port, args.grace)
-    except Exception as exc:
-        if port_in_use(exc):
-            port = cfg.server.port if args.port is None else args.port
-            raise CommandError(f"port {port} is in use: pass --port (0: any free port)") from None
-        raise
-    return 0
+        return Supervisor(command, n, grace_s=args.grace, on_ready=announce).run()
+    finally:
+        holder.close()
 
 
 async def _serve_main(
-    cfg: config_mod.Config, host: str | None, port: int | None, grace: float
+    cfg: config_mod.Config,
+    host: str | None,
+    port: int | None,
+    grace: float,
+    worker_fd: int | None = None,
 ) -> None:
-    server = RealtimeServer(cfg, host=host, port=port)
+    server = RealtimeServer(cfg, host=host, port=port, reuse_port=worker_fd is not None)
     await server.start()
     # The cyclic collector stops every session at once, so its pauses land on p99 latency.
     # What is alive now (modules, config, profiles) lives as long as the process: frozen, full
@@ -102,15 +190,22 @@ async def _serve_main(
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     try:
-        for name in sorted(server.profiles):
+        if worker_fd is not None:  # the supervisor announces the port once, for every worker
+            signal_ready(worker_fd)
+        for name in sorted(server.profiles) if worker_fd is None else ():
             print(f"realtime-cascade: serving {server.url(name)}", flush=True)
         host = f"[{server.host}]" if ":" in server.host else server.host
-        if server.static_dir is not None:
-            print(f"realtime-cascade: browser console at http://{host}:{server.port}/", flush=True)
-        print(
-            f"realtime-cascade: health at http://{host}:{server.port}/healthz (Ctrl-C to stop)",
-            flush=True,
-        )
+        if worker_fd is None:
+            if server.static_dir is not None:
+                print(
+                    f"realtime-cascade: browser console at http://{host}:{server.port}/",
+                    flush=True,
+                )
+            print(
+                f"realtime-cascade: health at http://{host}:{server.port}/healthz "
+                "(Ctrl-C to stop)",
+                flush=True,
+            )
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 print(

@@ -26,6 +26,7 @@ import ipaddress
 import json
 import logging
 import mimetypes
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,12 +49,13 @@ from .. import wire
 from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
-from .admission import KeyLimits, KeyStore, TokenBucket, client_identity, matched_key
+from .admission import TokenBucket, client_identity, matched_key
 from .connection import GuardedConnection
 from .conversation import ConversationLimits, IdFactory, new_id
 from .ops import Operations
 from .redact import RedactingLogger, Redactor
 from .session import Session
+from .state import SharedState, SpendRecorder, build_state
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,8 @@ class RealtimeServer:
         ids: IdFactory = new_id,
         clock: Callable[[], float] = time.monotonic,
         observers: Sequence[Observer] = (),
+        state: SharedState | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
         self.limits = config.server
@@ -260,9 +264,9 @@ class RealtimeServer:
         self._decoder = wire.ClientDecoder()
         self._encoder = msgspec.json.Encoder()
         self._live: dict[str, _Live] = {}
-        self._keys: KeyStore = KeyLimits(
-            self.limits.max_sessions_per_key, self.limits.max_events_per_second_per_key
-        )
+        # Per-key limits and spend: this process's memory, or Redis shared by every worker.
+        self.state = state if state is not None else build_state(config)
+        self._reuse_port = reuse_port  # `serve --workers N`: N processes share the port
         self._server: Server | None = None
         self._stopping = False
         static = self.limits.static_dir
@@ -297,7 +301,9 @@ class RealtimeServer:
             self.profiles = {
                 name: config_mod.build_profile(self.config, name) for name in self.config.profiles
             }
-        self.ops = Operations(self.config, observers=self._observers)
+        spend = SpendRecorder(self.state, self._identity_of)
+        self.ops = Operations(self.config, observers=(*self._observers, spend))
+        await self.state.start(self.profiles)
         limits = self.limits
         redact = Redactor((*limits.api_keys, *self.ops.keys.secrets))
 
@@ -322,6 +328,7 @@ class RealtimeServer:
             backlog=min(4096, max(128, self.limits.max_sessions)),  # bursts of connects
             create_connection=cast(type[ServerConnection], connection),
             logger=RedactingLogger(logging.getLogger("websockets.server"), redact),
+            reuse_port=self._reuse_port,
         )
 
     @property
@@ -359,6 +366,7 @@ class RealtimeServer:
                 await profile.aclose()
         if self.ops is not None:  # last: every response is done, so the audit log drains whole
             await self.ops.aclose()
+        await self.state.aclose()
 
     # -- HTTP: admission, health, static files
 
@@ -388,6 +396,8 @@ class RealtimeServer:
                 "status": "stopping" if self._stopping else "ok",
                 "sessions": len(self._live),
                 "profiles": sorted(self.profiles),
+                "worker": os.getpid(),
+                "state": {"kind": self.state.kind, "errors": self.state.errors},
             }
             return self._json(status, body)
         if path == "/metrics" and self.ops is not None:
@@ -411,9 +421,13 @@ class RealtimeServer:
         if len(self._live) >= self.limits.max_sessions:
             return ws.respond(503, "too many sessions; try again later\n")
         identity = self._identity(ws)
-        if identity is not None and not self._keys.can_open(identity):
+        if identity is not None and not await self.state.can_open(identity):
             return ws.respond(429, "too many sessions for this API key; try again later\n")
         return None
+
+    def _identity_of(self, session_id: str) -> str | None:
+        live = self._live.get(session_id)
+        return None if live is None else live.identity
 
     def _identity(self, ws: ServerConnection) -> str | None:
         assert ws.request is not None
@@ -447,10 +461,11 @@ class RealtimeServer:
         model = query.get("model", ["default"])[0]
         profile = self.profiles.get(model)
         identity = self._identity(ws) or ""
+        session_id = self._ids("sess")
         if (
             profile is None
             or len(self._live) >= self.limits.max_sessions
-            or not self._keys.open(identity)
+            or not await self.state.open_session(identity, session_id)
         ):
             await self._refuse(ws, model, unknown=profile is None)
             return
@@ -467,6 +482,7 @@ class RealtimeServer:
                 profile,
                 queue.put,
                 tg,
+                session_id=session_id,
                 ids=self._ids,
                 access=access,
                 observer=observer,
@@ -480,10 +496,10 @@ class RealtimeServer:
             try:
                 await self._read(live)
             finally:
-                del self._live[session.id]
-                self._keys.close(identity)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+                    await self.state.close_session(identity, session.id)
                     await session.cancel_response("connection_closed")
+                del self._live[session.id]
                 session.observer.session_ended(session.info)
                 # The pump and the watcher end by themselves: a task the group cancels keeps
                 # its frames (the session, the queue) in a reference cycle through its
@@ -556,7 +572,7 @@ class RealtimeServer:
         try:
             async for message in ws:
                 now = live.last_frame = self._clock()
-                if not (bucket.take(now) and self._keys.take(live.identity, now)):
+                if not (bucket.take(now) and await self.state.take_event(live.identity, now)):
                     strikes += 1
                     if strikes > bucket.burst:
                         # Kept flooding after a second's worth of refusals: a policy matter.
@@ -584,6 +600,15 @@ class RealtimeServer:
                     error.error_type = "server_error"
                     session.error(error)
                     continue
+                if isinstance(event, wire.ResponseCreate) and not await self._within_budget(live):
+                    session.error(
+                        wire.ProtocolError(
+                            "budget_exhausted",
+                            "this API key has spent its budget ([state] key_budget_usd)",
+                            event_id=event.event_id,
+                        )
+                    )
+                    continue
                 try:
                     await session.handle(event)
                 except wire.ProtocolError as exc:
@@ -600,6 +625,10 @@ class RealtimeServer:
                     session.error(error)
         except ConnectionClosed:
             pass
+
+    async def _within_budget(self, live: _Live) -> bool:
+        left = await self.state.key_budget_left(live.identity)
+        return left is None or left > 0
 
     def _decode(self, message: str | bytes, soft_limit: int) -> wire.ClientEvent:
         if isinstance(message, bytes):
