@@ -98,7 +98,9 @@ async def test_losing_a_host_loses_only_its_sessions(two_hosts: tuple[Serve, Ser
         for ws in (one, two):
             json.loads(await ws.recv())
         assert (health(a.port)["sessions"], health(b.port)["sessions"]) == (1, 1)
-        assert a.stop() == 0  # graceful: it drains, closes its session (1001) and exits
+        # graceful: it drains, closes its session (1001) and exits; waited for off the loop, so
+        # the clients here can answer the close handshake meanwhile
+        assert await anyio.to_thread.run_sync(a.stop) == 0
         closed = 0
         for ws in (one, two):
             try:
