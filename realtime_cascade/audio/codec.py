@@ -124,6 +124,10 @@ class Decoder:
         pcm = from_bytes(raw) if self.codec == "pcm16" else g711_decode(raw, self.codec)
         return self._resampler.feed(pcm)
 
+    def flush(self) -> Samples:
+        """What the resampler holds back (its filter's delay, ~10 ms): at a commit."""
+        return self._resampler.flush()
+
 
 class Encoder:
     """PCM16 at :data:`RATE` in → base64 audio of one format out (streaming)."""

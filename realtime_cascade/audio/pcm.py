@@ -72,6 +72,10 @@ def resample(samples: Samples, src: int, dst: int) -> Samples:
     return np.concatenate((r.feed(samples), r.flush()))
 
 
+def _round(x: npt.NDArray[np.float32]) -> Samples:
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+
 class Resampler:
     """Streaming resampler (libsoxr, "HQ"): ``feed`` chunks of any size, ``flush`` at the end.
 
@@ -83,18 +87,18 @@ class Resampler:
         if not (MIN_RATE // 2 <= src <= MAX_RATE * 2 and MIN_RATE // 2 <= dst <= MAX_RATE * 2):
             raise ValueError(f"unsupported rates {src} -> {dst}")
         self.src, self.dst = src, dst
-        self._stream: Any = None if src == dst else soxr.ResampleStream(src, dst, 1, "int16")
+        self._stream: Any = None if src == dst else soxr.ResampleStream(src, dst, 1, "float32")
 
     def feed(self, samples: Samples) -> Samples:
         if self._stream is None:
             return samples
-        out: Samples = self._stream.resample_chunk(samples.astype(np.int16, copy=False))
-        return out
+        # float inside (soxr's int16 path rounds differently chunk by chunk), rounded once here
+        return _round(self._stream.resample_chunk(samples.astype(np.float32)))
 
     def flush(self) -> Samples:
         """The tail held back by the filter."""
         if self._stream is None:
             return empty()
-        out: Samples = self._stream.resample_chunk(empty(), last=True)
+        out = _round(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
         self._stream.clear()
         return out

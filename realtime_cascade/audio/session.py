@@ -362,6 +362,11 @@ class AudioSession:
 
     def commit(self) -> None:
         """The client's commit: everything buffered becomes a user item."""
+        tail = self._decoder.flush()
+        if len(tail):
+            self._chunks.append(tail)
+            self._buffered += len(tail)
+            self._received += len(tail)
         if ms_of(self._buffered) < MIN_COMMIT_MS:
             raise AudioError(
                 "input_audio_buffer_commit_empty",

@@ -182,7 +182,10 @@ class WorkerPool:
         return worker
 
     async def _spawn(self) -> _Worker:
-        worker = await anyio.to_thread.run_sync(self._start)
+        # On the event loop's thread, not a worker thread: PR_SET_PDEATHSIG fires when the
+        # *thread* that forked the child ends, and anyio retires idle worker threads. (A
+        # vfork + exec: a few milliseconds.)
+        worker = self._start()
         self._all.add(worker)
         try:
             with anyio.fail_after(START_TIMEOUT_S):
@@ -220,11 +223,13 @@ class WorkerPool:
             raise EngineError(f"{self.name}: the engine is shut down", "unavailable")
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._spawn()
-            done = False
+            done = sent = False
             try:
-                await anyio.to_thread.run_sync(worker.conn.send, (method, args))
                 while True:
                     try:
+                        if not sent:
+                            sent = True
+                            await anyio.to_thread.run_sync(worker.conn.send, (method, args))
                         reply = await anyio.to_thread.run_sync(
                             worker.conn.recv, abandon_on_cancel=True
                         )

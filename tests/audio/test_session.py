@@ -41,7 +41,7 @@ def tts() -> FakeTts:
 async def server(stt: FakeStt, tts: FakeTts) -> AsyncIterator[RealtimeServer]:
     cfg = config_mod.load()
     profile = config_mod.build_profile(cfg, "default")
-    profile.speech = Speech(stt, tts)
+    profile.speech = Speech(stt, tts, vad="energy")  # the tones here are not speech to Silero
     async with RealtimeServer(cfg, host="127.0.0.1", port=0, profiles={"default": profile}) as srv:
         yield srv
 
