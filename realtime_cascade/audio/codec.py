@@ -139,6 +139,14 @@ class Encoder:
     def encode(self, samples: Samples) -> str:
         if self.codec == "pcm16":
             return base64.b64encode(to_bytes(samples)).decode("ascii")
-        return base64.b64encode(g711_encode(self._resampler.feed(samples), self.codec)).decode(
-            "ascii"
-        )
+        return self._g711(self._resampler.feed(samples))
+
+    def flush(self) -> str:
+        """What the resampler holds back (~20 ms at 8 kHz): at the end of a phrase."""
+        if self.codec == "pcm16":
+            return ""
+        tail = self._resampler.flush()
+        return self._g711(tail) if len(tail) else ""
+
+    def _g711(self, samples: Samples) -> str:
+        return base64.b64encode(g711_encode(samples, self.codec)).decode("ascii")

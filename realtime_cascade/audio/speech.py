@@ -342,6 +342,17 @@ class SpeechTrack:
             if self._errors == 1 and self.on_error is not None:
                 self.on_error(str(exc))
         finally:
+            tail = self.encoder.flush() if parts else ""
+            if tail and not self._cancelled:
+                self._emit(
+                    wire.ResponseOutputAudioDelta(
+                        response_id=self.response_id,
+                        item_id=item.item_id,
+                        output_index=item.output_index,
+                        content_index=item.content_index,
+                        delta=tail,
+                    )
+                )
             if phrase.transcript and parts:
                 item.timeline.add(text, offset, start_ms, np.concatenate(parts), words)
 

@@ -175,10 +175,8 @@ class WorkerPool:
             )
             conn = Connection(ours.detach())
         worker = _Worker(process, conn)
-        try:
+        with contextlib.suppress(OSError):  # it died at once: the ready message will say so
             conn.send((self.factory, self.args))
-        except OSError:
-            pass  # it died at once: the ready message will say so
         return worker
 
     async def _spawn(self) -> _Worker:

@@ -1,4 +1,5 @@
-"""Spoken test input: Piper speech (or espeak-ng's) as the protocol carries it (base64 PCM16, 24 kHz)."""
+"""Spoken test input: Piper's speech (or espeak-ng's) as the protocol carries it (base64
+PCM16, 24 kHz)."""
 
 from __future__ import annotations
 

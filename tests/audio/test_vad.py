@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from realtime_cascade.audio.pcm import RATE
 from realtime_cascade.audio.vad import EnergyVad as Vad
-from realtime_cascade.audio.vad import energy
-from realtime_cascade.audio.vad import SpeechStarted, SpeechStopped, VadParams
+from realtime_cascade.audio.vad import SpeechStarted, SpeechStopped, VadParams, energy
 
 from .fakes import silence, tone
 from .speech import REQUEST, speak
@@ -63,7 +62,8 @@ def test_threshold_and_noise_floor() -> None:
 
 
 def test_espeak_speech() -> None:
-    audio = speak(REQUEST, engine="espeak")  # 300 ms of silence, about 2 s of speech, 900 ms of silence
+    # 300 ms of silence, about 2 s of speech, 900 ms of silence
+    audio = speak(REQUEST, engine="espeak")
     started, stopped = Vad().feed(audio)
     assert isinstance(started, SpeechStarted) and isinstance(stopped, SpeechStopped)
     assert started.speech_ms in range(300, 400)
