@@ -54,7 +54,7 @@ from .pcm import MAX_RATE, MIN_RATE, RATE, PcmError, Samples, ms_of
 from .speech import Timelines
 from .stt import TranscriptionError
 from .tts import SpeechError
-from .vad import SpeechStarted, SpeechStopped, VadEvent, VadParams, make_vad
+from .vad import SpeechStarted, SpeechStopped, Vad, VadEvent, VadParams, make_vad
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,8 @@ class AudioSession:
         self._create = create_response
         self._tg = task_group
         self._ids = ids
-        td = self.settings.turn_detection
-        self._vad = make_vad(speech.vad, td.vad if td else None)
+        # made by the first append, in its thread: loading Silero's model takes ~10-60 ms
+        self._vad: Vad | None = None
         self._decoder = Decoder()
         self._chunks: list[Samples] = []
         self._buffered = 0  # samples in _chunks
@@ -292,10 +292,11 @@ class AudioSession:
         if (settings.input_rate, settings.input_codec) != (old.input_rate, old.input_codec):
             self._decoder = Decoder(settings.input_codec, settings.input_rate)
         td = settings.turn_detection
-        if td is not None:
-            self._vad.configure(td.vad)
-        if old.turn_detection is not None and td is None and self._vad.speaking:
-            self._vad.reset()
+        vad = self._vad
+        if td is not None and vad is not None:
+            vad.configure(td.vad)
+        if old.turn_detection is not None and td is None and vad is not None and vad.speaking:
+            vad.reset()
             self._speech_item = None
 
     # -- events
@@ -320,6 +321,9 @@ class AudioSession:
     def _decode(self, raw: bytes, vad: bool) -> tuple[Samples, list[VadEvent]]:
         """In a worker thread: bytes → 24 kHz samples → VAD events."""
         samples = self._decoder.samples(raw)
+        if self._vad is None:
+            td = self.settings.turn_detection
+            self._vad = make_vad(self.speech.vad, td.vad if td else None)
         return samples, (self._vad.feed(samples) if vad else [])
 
     async def append(self, audio: str) -> None:
@@ -354,10 +358,12 @@ class AudioSession:
                     await self._started(event, td)
                 case SpeechStopped():
                     self._stopped(event)
-        if self._vad.speaking and self._received - self._speech_start > MAX_BUFFER_S * RATE:
-            self._vad.reset()
+        vad = self._vad
+        assert vad is not None  # made by _decode
+        if vad.speaking and self._received - self._speech_start > MAX_BUFFER_S * RATE:
+            vad.reset()
             self._stopped(SpeechStopped(self._ms(self._received), self._ms(self._received)))
-        elif not self._vad.speaking:
+        elif not vad.speaking:
             self._trim(self._received - _IDLE_KEEP_MS * RATE // 1000)
 
     def commit(self) -> None:
@@ -375,13 +381,15 @@ class AudioSession:
             )
         item_id = self._speech_item or self._ids("item")
         self._speech_item = None
-        self._vad.reset(self._ms(self._received))
+        if self._vad is not None:
+            self._vad.reset(self._ms(self._received))
         self._commit(item_id, self._base, self._received, respond=False)
 
     def clear(self) -> None:
         self._chunks, self._buffered, self._base = [], 0, self._received
         self._speech_item = None
-        self._vad.reset(self._ms(self._received))
+        if self._vad is not None:
+            self._vad.reset(self._ms(self._received))
         self._emit(wire.InputAudioBufferCleared())
 
     def heard(self, item_id: str, audio_end_ms: int) -> int | None:
@@ -408,10 +416,12 @@ class AudioSession:
         return sample * 1000 // RATE
 
     async def _warm(self) -> None:
-        try:
-            await self.speech.stt.warm()
-        except Exception:  # the first transcription will report it
-            log.debug("stt warm-up failed", exc_info=True)
+        """Load the recogniser and the synthesiser now, so the first turn does not wait."""
+        for engine in (self.speech.stt, self.speech.tts):
+            try:
+                await engine.warm()
+            except Exception:  # the first job will report it
+                log.debug("%s warm-up failed", engine.name, exc_info=True)
 
     async def _started(self, event: SpeechStarted, td: TurnDetection) -> None:
         self._speeches += 1
