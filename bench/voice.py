@@ -61,6 +61,7 @@ kind = "pocketsphinx"
 kind = "espeak"
 """
 ENGINE_SETS = ("new", "old")
+SERVER_VAD: dict[str, Any] = {"type": "server_vad"}
 UTTERANCES = (
     "Do you have a table for two tomorrow evening?",
     "Do you have a table for two today?",
@@ -177,7 +178,12 @@ async def _listen(ws: ClientConnection, turn: Turn) -> None:
 
 
 async def run_policy(
-    url: str, name: str, overrides: dict[str, Any], utterances: Sequence[Utterance], turns: int
+    url: str,
+    name: str,
+    overrides: dict[str, Any],
+    utterances: Sequence[Utterance],
+    turns: int,
+    turn_detection: dict[str, Any] | None = None,
 ) -> list[Turn]:
     out: list[Turn] = []
     async with connect(url, max_size=None) as ws:
@@ -188,7 +194,7 @@ async def run_policy(
                     "session": {
                         "output_modalities": ["audio"],
                         "cascade": overrides,
-                        "audio": {"input": {"turn_detection": {"type": "server_vad"}}},
+                        "audio": {"input": {"turn_detection": turn_detection or SERVER_VAD}},
                     },
                 }
             )
@@ -244,16 +250,21 @@ async def measure(
     policies: Sequence[str] = tuple(POLICIES),
     config: str | None = None,
     engine_sets: Sequence[str] = ENGINE_SETS,
+    turn_detection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Voice-to-voice latency and its breakdown per engine set and policy (ms), plus the
     engines alone."""
     synth = PiperEngine(None, 1, (None, None))
     utterances = [utterance(t, synth) for t in UTTERANCES]
-    result: dict[str, Any] = {"turns_per_policy": turns, "chunk_ms": CHUNK_MS, "engines_sets": {}}
+    result: dict[str, Any] = {"turns_per_policy": turns, "chunk_ms": CHUNK_MS,
+                              "turn_detection": turn_detection or SERVER_VAD,
+                              "engines_sets": {}}  # fmt: skip
     text = Path(config).read_text() if config else _default_toml()  # noqa: ASYNC240
     for name in engine_sets:
         cfg = config_mod.loads(text + (OLD_ENGINES if name == "old" else ""))
-        result["engines_sets"][name] = await _policies(cfg, turns, policies, utterances)
+        result["engines_sets"][name] = await _policies(
+            cfg, turns, policies, utterances, turn_detection
+        )
     result["engines"] = await engines(utterances)
     return result
 
@@ -265,15 +276,19 @@ def _default_toml() -> str:
 
 
 async def _policies(
-    cfg: config_mod.Config, turns: int, policies: Sequence[str], utterances: Sequence[Utterance]
+    cfg: config_mod.Config,
+    turns: int,
+    policies: Sequence[str],
+    utterances: Sequence[Utterance],
+    turn_detection: dict[str, Any] | None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
     async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
         url = server.url("default")
         # one throwaway turn: worker processes start and load their models
-        await run_policy(url, "warm-up", {}, utterances, 1)
+        await run_policy(url, "warm-up", {}, utterances, 1, turn_detection)
         for name in policies:
-            got = await run_policy(url, name, POLICIES[name], utterances, turns)
+            got = await run_policy(url, name, POLICIES[name], utterances, turns, turn_detection)
             cell: dict[str, Any] = {
                 stage: summarize(t.stages()[stage] for t in got)  # type: ignore[misc]
                 for stage in STAGES
@@ -288,7 +303,7 @@ async def _policies(
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Voice-to-voice latency, ms (n = {result['turns_per_policy']} spoken turns per policy; "
-        "p50 / p95 / p99)",
+        f"p50 / p95 / p99; turn detection {result['turn_detection']})",
         "",
         "| engines | policy | voice-to-voice | VAD | STT | first text | TTS first audio |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -326,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
     p.add_argument("--engines", default=",".join(ENGINE_SETS), help="new, old or both")
     p.add_argument("--quality", action="store_true", help="first WER and VAD (voice_quality)")
+    p.add_argument("--semantic", default=None, metavar="EAGERNESS",
+                   help="semantic_vad with this eagerness (default: server_vad)")  # fmt: skip
     args = p.parse_args(argv)
     sets = [x.strip() for x in args.engines.split(",") if x.strip()]
     if any(x not in ENGINE_SETS for x in sets):
@@ -341,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or args.turns < 1:
         print(f"python -m bench.voice: unknown policies {unknown} or bad --turns", file=sys.stderr)
         return 2
-    result = anyio.run(measure, args.turns, chosen, args.config, sets)
+    td = None if args.semantic is None else {"type": "semantic_vad", "eagerness": args.semantic}
+    result = anyio.run(measure, args.turns, chosen, args.config, sets, td)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))
