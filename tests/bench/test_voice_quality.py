@@ -16,9 +16,10 @@ def test_normalise_spells_out_numbers_and_drops_punctuation() -> None:
 
 
 def test_word_edits() -> None:
-    ref = "book a table for two".split()
+    ref = ["book", "a", "table", "for", "two"]
     assert edits(ref, ref) == 0
-    assert edits(ref, "look at the table for two".split()) == 3  # 2 substitutions, 1 insertion
+    # "book a" → "look at the": 2 substitutions and 1 insertion
+    assert edits(ref, ["look", "at", "the", "table", "for", "two"]) == 3
     assert edits(ref, []) == len(ref)
     assert edits([], ref) == len(ref)
 
