@@ -146,10 +146,12 @@ async def test_piper_streams_by_sentence_and_whisper_hears_it() -> None:
         slower = [c async for c in piper.synthesize("Shall I book it?", speed=0.5)]
         faster = [c async for c in piper.synthesize("Shall I book it?", speed=1.5)]
         assert len(slower[0].samples) > 2 * len(faster[0].samples)
-        heard = await whisper.transcribe(audio)
+        # one sentence (Whisper tiny now and then drops a second sentence: see docs/voice.md)
+        heard = await whisper.transcribe(speak(REQUEST))
         words = re.findall(r"[a-z0-9]+", heard.lower())
-        for word in ("table", "for", "book", "it"):
+        for word in ("table", "tomorrow", "evening"):
             assert word in words, heard
+        assert "two" in words or "2" in words, heard
         assert await whisper.transcribe(np.zeros(RATE, dtype=np.int16)) == ""
         with pytest.raises(TranscriptionError) as info:
             await whisper.transcribe(audio, language="fr")
