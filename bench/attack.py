@@ -105,9 +105,12 @@ def slow_reader(t: Target, rng: random.Random, until: float, r: Result) -> None:
             s, frame(1, json.dumps({"type": "conversation.item.create", "item": item}).encode())
         )
         r.cases += 1
+        t0 = time.monotonic()
         retrieve = frame(1, b'{"type":"conversation.item.retrieve","item_id":"big"}')
         while time.monotonic() < until and send_some(s, retrieve):
             time.sleep(1 / 150)
+        cut = time.monotonic() < until
+        r.notes.append(f"{'cut off' if cut else 'still open'} after {time.monotonic() - t0:.1f} s")
         s.close()
 
 

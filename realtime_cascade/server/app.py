@@ -50,7 +50,7 @@ from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
 from .admission import TokenBucket, client_identity, matched_key
-from .connection import GuardedConnection
+from .connection import GuardedConnection, close_within
 from .conversation import ConversationLimits, IdFactory, new_id
 from .heap import HeapTrimmer
 from .ops import Operations
@@ -205,7 +205,7 @@ class SendQueue:
                 async for data in self._rx:
                     await ws.send(data, text=True)  # already UTF-8 JSON: no decode, no re-encode
                     self.queued_bytes -= len(data)
-            await ws.close(self.close_code, self.close_reason)
+            await close_within(ws, self.close_code, self.close_reason)
         except ConnectionClosed:
             pass
         finally:
@@ -551,7 +551,9 @@ class RealtimeServer:
                     "session %s: send queue full, closing (client too slow)", live.session.id
                 )
                 # Closing ends the reader, whose cleanup cancels the running turn.
-                await live.ws.close(CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow")
+                await close_within(
+                    live.ws, CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow"
+                )
                 return
             idle = self._clock() - live.last_frame
             if timeout > 0 and idle >= timeout and not live.session.responding:
