@@ -317,7 +317,7 @@ async def phase(
     return r, latencies
 
 
-async def main_async(seconds: float, seed: int) -> dict[str, object]:
+async def main_async(seconds: float, seed: int, rounds: int = 1) -> dict[str, object]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -348,11 +348,16 @@ async def main_async(seconds: float, seed: int) -> dict[str, object]:
         baseline_rss = base.rss_after_mb
         base_median = statistics.median(base_lat)
         rows = [base]
-        for k, name in enumerate(ATTACKS):
-            r, lat = await phase(t, name, seconds, seed + k)
-            r.bystander_ratio = round(statistics.median(lat) / base_median, 2) if lat else 0.0
-            rows.append(r)
-            print(json.dumps(asdict(r)), flush=True)
+        # A second round shows whether what stays after an attack grows on repeat.
+        for round_ in range(rounds):
+            for k, name in enumerate(ATTACKS):
+                r, lat = await phase(t, name, seconds, seed + k + 100 * round_)
+                if round_:
+                    r.attack = f"{name} (round {round_ + 1})"
+                median = statistics.median(lat) if lat else 0.0
+                r.bystander_ratio = round(median / base_median, 2)
+                rows.append(r)
+                print(json.dumps(asdict(r)), flush=True)
         alive = proc.poll() is None
     finally:
         proc.terminate()
@@ -375,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=6.0, help="per attack (6)")
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--rounds", type=int, default=1, help="run every attack this often (1)")
     args = p.parse_args(argv)
-    report = anyio.run(main_async, min(args.seconds, 20.0), args.seed)
+    report = anyio.run(main_async, min(args.seconds, 20.0), args.seed, max(1, min(args.rounds, 3)))
     text = json.dumps(report, indent=2)
     print(text)
     if args.json is not None:
