@@ -80,13 +80,13 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     FaultKind(
         "error_body",
         "status:500,error_bytes:8000000",
-        ("HTTP 50",),
+        ("HTTP 50", "no first token"),  # megabytes may outlast the first-token timeout
         lambda r: f"status:{r.choice([500, 502, 503])},error_bytes:{r.randint(10**4, 8 * 10**6)}",
     ),
     FaultKind(
         "error_event_body",
         "error_after:3,error_bytes:1000000",
-        ("error event in the stream", "a stream event over"),
+        ("error event in the stream", "a stream event over", "no first token"),
         lambda r: f"error_after:{r.randint(0, 5)},error_bytes:{r.randint(10**4, 4 * 10**6)}",
     ),
 )
