@@ -2,7 +2,8 @@
 
     python -m bench.attack [--seconds S] [--seed N] [--json PATH]
 
-Starts ``realtime-cascade serve`` (the default config, loopback, a free port) and, one attack
+Starts ``realtime-cascade serve`` (the default config with two API keys, the attackers' and
+the bystander's, and a per-key event rate; loopback, a free port) and, one attack
 at a time, runs a bounded attacker (``--seconds`` each, 6 by default) beside a bystander that
 runs turns. Per attack: cases tried (payloads are drawn per case from the seed: sizes, header
 choices, path lengths vary), HTTP 5xx / ERROR log lines / a dead server (crashes), the
@@ -21,9 +22,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import anyio
@@ -32,8 +35,11 @@ from websockets.asyncio.client import connect
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    "Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+    "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {key}\r\n{extra}\r\n"
 )
+# The served process has two keys, so the attackers' per-key limits are not the bystander's.
+ATTACKER_KEY, BYSTANDER_KEY = "attacker-key-0123456789", "bystander-key-0123456789"
+PER_KEY_RATE = 400.0  # events per second per key (server.max_events_per_second_per_key)
 
 
 def frame(opcode: int, payload: bytes) -> bytes:
@@ -73,7 +79,9 @@ class Target:
 
     def raw(self, extra: str = "", path: str = "/v1/realtime") -> socket.socket:
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        s.sendall(HANDSHAKE.format(path=path, port=self.port, extra=extra).encode())
+        s.sendall(
+            HANDSHAKE.format(path=path, port=self.port, extra=extra, key=ATTACKER_KEY).encode()
+        )
         s.recv(4096)
         s.setblocking(False)
         return s
@@ -105,9 +113,12 @@ def slow_reader(t: Target, rng: random.Random, until: float, r: Result) -> None:
             s, frame(1, json.dumps({"type": "conversation.item.create", "item": item}).encode())
         )
         r.cases += 1
+        t0 = time.monotonic()
         retrieve = frame(1, b'{"type":"conversation.item.retrieve","item_id":"big"}')
         while time.monotonic() < until and send_some(s, retrieve):
             time.sleep(1 / 150)
+        cut = time.monotonic() < until
+        r.notes.append(f"{'cut off' if cut else 'still open'} after {time.monotonic() - t0:.1f} s")
         s.close()
 
 
@@ -154,7 +165,9 @@ def session_hog(t: Target, rng: random.Random, until: float, r: Result) -> None:
     refused = 0
     while time.monotonic() < until and len(held) + refused < 300:
         s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
-        s.sendall(HANDSHAKE.format(path="/v1/realtime", port=t.port, extra="").encode())
+        s.sendall(
+            HANDSHAKE.format(path="/v1/realtime", port=t.port, extra="", key=ATTACKER_KEY).encode()
+        )
         head = s.recv(4096)
         r.cases += 1
         if b" 101 " in head.split(b"\r\n")[0]:
@@ -186,7 +199,7 @@ def http_cases(t: Target, rng: random.Random, until: float, r: Result) -> None:
         else:
             host = rng.choice(["evil.example", "127.0.0.1.evil.example", "attacker.test"])
             extra = f"Origin: http://{host}\r\n"
-        req = HANDSHAKE.format(path=path, port=t.port, extra=extra)
+        req = HANDSHAKE.format(path=path, port=t.port, extra=extra, key=ATTACKER_KEY)
         if kind == "rebind":
             req = req.replace("Host: 127.0.0.1", f"Host: {host}")
         try:
@@ -200,12 +213,45 @@ def http_cases(t: Target, rng: random.Random, until: float, r: Result) -> None:
             r.server_5xx += 1
 
 
+def reconnect_rate(t: Target, rng: random.Random, until: float, r: Result) -> None:
+    """Bursts of events, reconnecting after each to get a fresh session bucket (item 8): what
+    the key gets accepted per second must stay near the per-key rate, not sessions × 200/s."""
+    accepted = refused = 0
+    t0 = time.monotonic()
+    while time.monotonic() < until:
+        s = t.raw()
+        s.setblocking(True)
+        s.settimeout(0.3)
+        burst = rng.randint(50, 400)
+        try:
+            s.sendall(frame(1, b'{"type":"input_audio_buffer.clear"}') * burst)
+            got = b""
+            while True:
+                piece = s.recv(1 << 16)
+                if not piece:
+                    break
+                got += piece
+        except OSError:
+            pass
+        finally:
+            s.close()
+        r.cases += 1
+        accepted += got.count(b"input_audio_buffer.cleared")
+        refused += got.count(b"rate_limit_exceeded")
+    rate = accepted / max(1e-9, time.monotonic() - t0)
+    r.notes.append(
+        f"{accepted} accepted ({rate:.0f}/s; per-key limit {PER_KEY_RATE:.0f}/s, "
+        f"per session 200/s), {refused} refused"
+    )
+
+
 ATTACKS: dict[str, Callable[[Target, random.Random, float, Result], None]] = {
     "slow_reader": slow_reader,
     "ping_flood": ping_flood,
     "conversation_growth": conversation_growth,
     "session_hog": session_hog,
     "http_cases": http_cases,
+    "reconnect_rate": reconnect_rate,
 }
 
 
@@ -224,7 +270,8 @@ async def bystander(url: str, until: float) -> list[float]:
     }
     while time.monotonic() < until:
         try:
-            async with connect(url, max_size=None) as ws:
+            auth = {"Authorization": f"Bearer {BYSTANDER_KEY}"}
+            async with connect(url, max_size=None, additional_headers=auth) as ws:
                 await ws.recv()
                 for _ in range(3):
                     t0 = time.monotonic()
@@ -270,12 +317,20 @@ async def phase(
     return r, latencies
 
 
-async def main_async(seconds: float, seed: int) -> dict[str, object]:
+async def main_async(seconds: float, seed: int, rounds: int = 1) -> dict[str, object]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = "from realtime_cascade.cli.main import main; raise SystemExit(main())"
-    argv = [sys.executable, "-c", code, "serve", "--port", str(port)]
+    # The default config, with two keys and a per-key event rate.
+    default = (resources.files("realtime_cascade") / "default.toml").read_text()
+    server = (
+        f'\n[server]\napi_keys = ["{ATTACKER_KEY}", "{BYSTANDER_KEY}"]\n'
+        f"max_events_per_second_per_key = {PER_KEY_RATE}\n"
+    )
+    cfg = Path(tempfile.mkdtemp(prefix="attack-")) / "attack.toml"
+    cfg.write_text(default + server)
+    argv = [sys.executable, "-c", code, "serve", "--port", str(port), "--config", str(cfg)]
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before any attack)
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -293,11 +348,16 @@ async def main_async(seconds: float, seed: int) -> dict[str, object]:
         baseline_rss = base.rss_after_mb
         base_median = statistics.median(base_lat)
         rows = [base]
-        for k, name in enumerate(ATTACKS):
-            r, lat = await phase(t, name, seconds, seed + k)
-            r.bystander_ratio = round(statistics.median(lat) / base_median, 2) if lat else 0.0
-            rows.append(r)
-            print(json.dumps(asdict(r)), flush=True)
+        # A second round shows whether what stays after an attack grows on repeat.
+        for round_ in range(rounds):
+            for k, name in enumerate(ATTACKS):
+                r, lat = await phase(t, name, seconds, seed + k + 100 * round_)
+                if round_:
+                    r.attack = f"{name} (round {round_ + 1})"
+                median = statistics.median(lat) if lat else 0.0
+                r.bystander_ratio = round(median / base_median, 2)
+                rows.append(r)
+                print(json.dumps(asdict(r)), flush=True)
         alive = proc.poll() is None
     finally:
         proc.terminate()
@@ -320,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=6.0, help="per attack (6)")
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--rounds", type=int, default=1, help="run every attack this often (1)")
     args = p.parse_args(argv)
-    report = anyio.run(main_async, min(args.seconds, 20.0), args.seed)
+    report = anyio.run(main_async, min(args.seconds, 20.0), args.seed, max(1, min(args.rounds, 3)))
     text = json.dumps(report, indent=2)
     print(text)
     if args.json is not None:

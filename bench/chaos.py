@@ -9,7 +9,7 @@ Used by ``bench.fault_matrix`` (every kind on every tier placement, once) and ``
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx2
@@ -27,6 +27,22 @@ class FaultKind:
     name: str  # as the docs and tables call it
     spec: str  # the sim-upstream fault spec (``sim_fault``)
     evidence: tuple[str, ...]  # one of these must appear in the trace's reasons
+    # Hostile kinds draw a new variant (sizes, counts, signs) per use; ``spec`` is an example.
+    draw: Callable[[random.Random], str] | None = None
+    # A variant may be harmless (negative usage is clamped to 0): a completed turn needs no
+    # evidence, and a light-tier fault need not be recovered (a huge usage spends the budget).
+    may_complete: bool = False
+
+    def variant(self, rng: random.Random) -> str:
+        return self.draw(rng) if self.draw is not None else self.spec
+
+
+def _usage(r: random.Random) -> str:
+    return f"usage:{r.choice([-r.randint(1, 10**12), r.randint(10**7 + 1, 10**15)])}"
+
+
+def _arg_chunks(r: random.Random) -> str:
+    return f"arg_chunk_bytes:{r.choice([r.randint(512, 65536), r.randint(65536, 2 << 20)])}"
 
 
 # Timeouts of the tiers below: a TTFT spike is twice the light tier's first-token timeout.
@@ -47,6 +63,32 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     FaultKind("error_after", "error_after:3", ("error event in the stream",)),
     FaultKind("keepalive", "keepalive:50", ("no first token",)),
     FaultKind("content_type", "content_type", ("expected an event stream",)),
+    # Hostile upstreams (issue 12), a new variant per use.
+    FaultKind(
+        "tool_calls",
+        "tool_calls:300",
+        ("max_tool_calls",),
+        lambda r: f"tool_calls:{r.randint(33, 600)}",
+    ),
+    FaultKind(
+        "arg_chunk_bytes",
+        "arg_chunk_bytes:1048576",
+        ("max_reply_bytes", "a stream event over"),
+        _arg_chunks,
+    ),
+    FaultKind("usage", "usage:-1", ("billed usage broke the cost cap",), _usage, may_complete=True),
+    FaultKind(
+        "error_body",
+        "status:500,error_bytes:8000000",
+        ("HTTP 50", "no first token"),  # megabytes may outlast the first-token timeout
+        lambda r: f"status:{r.choice([500, 502, 503])},error_bytes:{r.randint(10**4, 8 * 10**6)}",
+    ),
+    FaultKind(
+        "error_event_body",
+        "error_after:3,error_bytes:1000000",
+        ("error event in the stream", "a stream event over", "no first token"),
+        lambda r: f"error_after:{r.randint(0, 5)},error_bytes:{r.randint(10**4, 4 * 10**6)}",
+    ),
 )
 
 # Fast sim tiers: the runs check behaviour under faults, not latency.
@@ -168,7 +210,9 @@ def chaos_profile(
         choices: list[tuple[float, str, Provider]] = [
             (1.0 - fault_rate, "none", http_provider(base_url, model, None, client))
         ]
-        choices += [(each, k.name, http_provider(base_url, model, k.spec, client)) for k in kinds]
+        choices += [
+            (each, k.name, http_provider(base_url, model, k.variant(rng), client)) for k in kinds
+        ]
         tiers.append(ChaosProvider(model, choices, rng))
     profile = CascadeProfile(name, params or fault_params(), list(tiers), health=health)
     return profile, tiers

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ WEATHER = {
     "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
 }
 END_OF_TURN_MS = 4000.0
+MAX_REASON_CHARS = 2000  # an upstream message is clipped to 1,000 characters, plus context
+MAX_USAGE_TOKENS = 2 * 10**7  # per attempt each count is clamped to 10^7 (a total: two)
 SLACK_MS = 1000.0
 
 
@@ -59,6 +62,7 @@ class CellResult:
     kind: str
     placement: str
     request: str
+    spec: str = ""  # the fault spec this cell ran (hostile kinds vary it per cell)
     status: str = "no response.done"
     reason: str = ""
     elapsed_ms: float = 0.0
@@ -125,9 +129,17 @@ def _check(
         cell.problems.append(f"status {cell.status}")
     if cell.status != "completed" and not cell.reason:
         cell.problems.append("no reason")
-    if cell.placement == "light" and cell.status != "completed":
+    if cell.placement == "light" and cell.status != "completed" and not kind.may_complete:
         cell.problems.append("a light-tier fault was not recovered by the strong tier")
-    if cell.exercised and not any(e in r for r in reasons for e in kind.evidence):
+    if any(len(r) > MAX_REASON_CHARS for r in [*reasons, cell.reason]):
+        cell.problems.append("an upstream's error message reached the client unclipped")
+    usage = done.get("usage") or {}
+    bound = MAX_USAGE_TOKENS * max(1, len(trace["attempts"]))
+    if any(not 0 <= v <= bound for v in usage.values() if isinstance(v, int)):
+        cell.problems.append(f"usage not clamped: {usage}")
+    if kind.may_complete and cell.status == "completed":
+        pass
+    elif cell.exercised and not any(e in r for r in reasons for e in kind.evidence):
         cell.problems.append(f"the trace does not name the fault ({kind.evidence})")
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     if deltas != trace["text"]:
@@ -193,8 +205,10 @@ async def _run_cell(
 
 
 async def run_matrix(
-    kinds: Sequence[FaultKind] = FAULT_KINDS, *, concurrency: int = 6
+    kinds: Sequence[FaultKind] = FAULT_KINDS, *, concurrency: int = 6, seed: int = 12
 ) -> MatrixReport:
+    """Every kind × placement × request; hostile kinds draw a new variant per cell (``seed``)."""
+    rng = random.Random(seed)
     t0 = time.monotonic()
     upstream = SimUpstream(FAST_PROFILES)
     cells: list[tuple[str, CellResult, FaultKind, set[int]]] = []
@@ -207,13 +221,15 @@ async def run_matrix(
                 faulted = {0} if placement == "light" else {1} if placement == "strong" else {0, 1}
                 for request in REQUESTS:
                     name = f"fault{i}-{placement}-{request}"
+                    spec = kind.variant(rng)
                     profiles[name] = fault_profile(
                         name,
                         base,
-                        kind.spec if 0 in faulted else None,
-                        kind.spec if 1 in faulted else None,
+                        spec if 0 in faulted else None,
+                        spec if 1 in faulted else None,
                     )
-                    cells.append((name, CellResult(kind.name, placement, request), kind, faulted))
+                    cell = CellResult(kind.name, placement, request, spec=spec)
+                    cells.append((name, cell, kind, faulted))
         server = RealtimeServer(config_mod.load(), host="127.0.0.1", port=0, profiles=profiles)
         try:
             async with server:
@@ -268,7 +284,10 @@ def render(report: MatrixReport) -> str:
     )
     bad = [c for c in report.cells if not c.clean]
     for c in bad:
-        lines.append(f"NOT CLEAN: {c.kind} on {c.placement} ({c.request}): {'; '.join(c.problems)}")
+        lines.append(
+            f"NOT CLEAN: {c.kind} ({c.spec}) on {c.placement} ({c.request}): "
+            f"{'; '.join(c.problems)}"
+        )
         lines.append(
             f"  status {c.status}, reason {c.reason or '-'}, decisions {', '.join(c.decisions)}"
         )
@@ -280,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kind", action="append", help="only these fault kinds (repeatable)")
     parser.add_argument("--concurrency", type=int, default=6, help="cells at once (6)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seed", type=int, default=12, help="hostile kinds' variants (12)")
     args = parser.parse_args(argv)
     try:
         kinds = kinds_by_name(args.kind)
@@ -287,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     async def go() -> MatrixReport:
-        return await run_matrix(kinds, concurrency=args.concurrency)
+        return await run_matrix(kinds, concurrency=args.concurrency, seed=args.seed)
 
     report = loop.run(go)
     if args.json:

@@ -118,6 +118,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_items: int = 2000
     max_item_bytes: int = 1 << 20
     max_conversation_bytes: int = 8 << 20
+    # Seconds after a session ends before freed heap is returned to the system (glibc
+    # malloc_trim; see server/heap.py); 0: never.
+    heap_trim_delay_s: float = 1.0
     static_dir: str | None = None  # defaults to demos/web when present
 
 

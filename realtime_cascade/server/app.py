@@ -50,8 +50,9 @@ from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
 from .admission import TokenBucket, client_identity, matched_key
-from .connection import GuardedConnection
+from .connection import GuardedConnection, close_within
 from .conversation import ConversationLimits, IdFactory, new_id
+from .heap import HeapTrimmer
 from .ops import Operations
 from .redact import RedactingLogger, Redactor
 from .session import Session
@@ -204,7 +205,7 @@ class SendQueue:
                 async for data in self._rx:
                     await ws.send(data, text=True)  # already UTF-8 JSON: no decode, no re-encode
                     self.queued_bytes -= len(data)
-            await ws.close(self.close_code, self.close_reason)
+            await close_within(ws, self.close_code, self.close_reason)
         except ConnectionClosed:
             pass
         finally:
@@ -269,6 +270,7 @@ class RealtimeServer:
         self._reuse_port = reuse_port  # `serve --workers N`: N processes share the port
         self._server: Server | None = None
         self._stopping = False
+        self.heap = HeapTrimmer(self.limits.heap_trim_delay_s)
         static = self.limits.static_dir
         self.static_dir = Path(static).resolve() if static else default_static_dir()
 
@@ -367,6 +369,7 @@ class RealtimeServer:
         if self.ops is not None:  # last: every response is done, so the audit log drains whole
             await self.ops.aclose()
         await self.state.aclose()
+        self.heap.close()
 
     # -- HTTP: admission, health, static files
 
@@ -512,6 +515,7 @@ class RealtimeServer:
                 tg.cancel_scope.cancel()  # only what did not end in time
         if isinstance(ws, GuardedConnection):
             ws.forget_handshake()
+        self.heap.session_ended()
 
     async def _refuse(self, ws: ServerConnection, model: str, *, unknown: bool) -> None:
         if unknown:
@@ -547,7 +551,9 @@ class RealtimeServer:
                     "session %s: send queue full, closing (client too slow)", live.session.id
                 )
                 # Closing ends the reader, whose cleanup cancels the running turn.
-                await live.ws.close(CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow")
+                await close_within(
+                    live.ws, CloseCode.TRY_AGAIN_LATER, "send queue full: client too slow"
+                )
                 return
             idle = self._clock() - live.last_frame
             if timeout > 0 and idle >= timeout and not live.session.responding:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
 
@@ -83,3 +84,13 @@ class GuardedConnection(ServerConnection):
         connection, a reference cycle that would keep the connection (and the session's
         send queue) alive after it ends, until a full collection."""
         vars(self.protocol).pop("select_subprotocol", None)
+
+
+async def close_within(ws: Connection, code: int, reason: str) -> None:
+    """Close with ``code``, and abort the TCP connection if that has not ended it within the
+    close timeout. websockets' ``close`` first waits for the close frame to be *written*
+    (``drain``, with no deadline), and its close timeout only starts after that: against a
+    client that never reads but keeps sending (so the socket never times out), the close
+    would wait forever and keep the session, its queue and its conversation alive."""
+    ws.loop.call_later(ws.close_timeout or _ABORT_AFTER_S, ws.transport.abort)
+    await ws.close(code, reason)

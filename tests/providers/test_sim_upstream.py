@@ -4,6 +4,7 @@ faults, and robustness against malformed HTTP."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import time
@@ -395,3 +396,75 @@ def test_cli_serves() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=5)
+
+
+def test_parse_hostile_faults() -> None:
+    assert parse_fault("tool_calls:300") == Fault(tool_calls=300)
+    assert parse_fault("usage:-5,error_bytes:100") == Fault(usage=-5, error_bytes=100)
+    assert parse_fault("arg_chunk_bytes:0").arg_chunk_bytes == 1  # at least one byte
+    assert parse_fault("error_bytes:99999999999").error_bytes == 64 << 20  # bounded
+    for bad in ["tool_calls:x", "usage:", "arg_chunk_bytes"]:
+        with pytest.raises(FaultError):
+            parse_fault(bad)
+
+
+async def _sse(sim: RunningUpstream, fault: str, limit: int) -> list[dict[str, object]]:
+    """The first ``limit`` bytes of a faulted stream, as its decoded data events."""
+    got = b""
+    body = {
+        "model": "light",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "hi"}],
+        "sim_fault": fault,
+    }
+    async with (
+        httpx2.AsyncClient(base_url=sim.base_url) as http,
+        http.stream("POST", "/chat/completions", json=body) as r,
+    ):
+        async for piece in r.aiter_bytes():
+            got += piece
+            if len(got) >= limit:
+                break
+    events = []
+    for block in got.split(b"\n\n"):
+        if block.startswith(b"data: {"):
+            with contextlib.suppress(msgspec.DecodeError):  # the cut at ``limit`` bytes
+                events.append(msgspec.json.decode(block[6:]))
+    return events
+
+
+@pytest.mark.anyio
+async def test_hostile_stream_faults(sim: RunningUpstream) -> None:
+    events = await _sse(sim, "tool_calls:300", 1 << 30)
+    calls = {
+        c["index"]
+        for e in events
+        for ch in e["choices"]  # type: ignore[attr-defined]
+        for c in ch["delta"].get("tool_calls", [])
+    }
+    assert calls == set(range(300))
+    events = await _sse(sim, "usage:-7", 1 << 30)
+    assert [e["usage"] for e in events if e.get("usage")] == [
+        {"prompt_tokens": -7, "completion_tokens": -7, "total_tokens": -14}
+    ]
+    events = await _sse(sim, "arg_chunk_bytes:100000", 3_000_000)  # endless: read 3 MB
+    args = [
+        c["function"]["arguments"]
+        for e in events
+        for ch in e["choices"]  # type: ignore[attr-defined]
+        for c in ch["delta"].get("tool_calls", [])
+    ]
+    assert len(args) >= 20 and set(args[1:]) == {"a" * 100_000}
+    events = await _sse(sim, "error_after:1,error_bytes:50000", 1 << 30)
+    errors = [e["error"] for e in events if "error" in e]
+    assert len(errors[0]["message"]) == 50_000  # type: ignore[index]
+    await sim.wait_streams_closed()
+
+
+@pytest.mark.anyio
+async def test_huge_error_body_fault(sim: RunningUpstream) -> None:
+    async with httpx2.AsyncClient(base_url=sim.base_url) as http:
+        body = {"model": "light", "messages": [], "sim_fault": "status:500,error_bytes:2000000"}
+        r = await http.post("/chat/completions", json=body)
+    assert r.status_code == 500 and len(r.json()["error"]["message"]) == 2_000_000

@@ -28,6 +28,10 @@ async def test_every_fault_kind_ends_every_turn_cleanly(kind: FaultKind) -> None
     assert report.all_clean, render(report)
     assert len(report.cells) == 9
     by = {(c.placement, c.request): c for c in report.cells}
+    if kind.may_complete:  # a lying usage: clamped (completes) or stopped by the cost cap
+        for c in report.cells:
+            assert c.status == "completed" or "cost cap" in c.reason, (c.spec, c.reason)
+        return
     # a fault on the light tier alone is recovered by a fallback to strong
     assert {by["light", r].status for r in ("easy", "hard", "tool")} == {"completed"}
     assert any(d.startswith("fallback:") for d in by["light", "easy"].decisions)

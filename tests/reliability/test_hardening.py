@@ -107,6 +107,50 @@ async def test_slow_reader_of_large_items_is_closed(make_server: ServerFactory) 
             assert (await other.turn(BOOK))[-1]["response"]["status"] == "completed"
 
 
+async def test_slow_reader_that_keeps_sending_is_cut_off(make_server: ServerFactory) -> None:
+    """A client that never reads but keeps sending: websockets' close would wait forever for
+    the close frame to be written; the session must end within the close timeout anyway."""
+    async with make_server(send_queue_bytes=1 << 20) as server:
+        stream = await anyio.connect_tcp("127.0.0.1", server.port)
+        await stream.send(
+            b"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await stream.receive(4096)
+        item = json.dumps(user_item("a" * 200_000, id="big")).encode()
+        retrieve = b'{"type":"conversation.item.retrieve","item_id":"big"}'
+
+        def frame(payload: bytes) -> bytes:
+            n = len(payload)
+            size = bytes([0x80 | 127]) + n.to_bytes(8, "big") if n > 125 else bytes([0x80 | n])
+            return bytes([0x81]) + size + b"\0\0\0\0" + payload
+
+        await stream.send(frame(item))
+        cut_off = False
+        async with anyio.create_task_group() as tg:
+
+            async def keep_sending() -> None:
+                nonlocal cut_off
+                try:
+                    while True:  # never reading
+                        await stream.send(frame(retrieve))
+                        await anyio.sleep(0.01)
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    cut_off = True
+
+            tg.start_soon(keep_sending)
+            with anyio.fail_after(10):  # 1013, then the 2 s close timeout: not forever
+                while server.session_count:  # noqa: ASYNC110 (the server has no event for it)
+                    await anyio.sleep(0.05)
+                while not cut_off:  # noqa: ASYNC110 (the sender notices on its next write)
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        await stream.aclose()
+        async with raw(server) as other:
+            assert (await other.turn(BOOK))[-1]["response"]["status"] == "completed"
+
+
 # --- item 4: conversation caps
 
 

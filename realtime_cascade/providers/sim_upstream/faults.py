@@ -20,6 +20,11 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     error_after: int | None = None
     keepalive_ms: float | None = None
     content_type: bool = False
+    # Hostile upstreams (issue 12): what a broken or malicious provider could send.
+    tool_calls: int | None = None  # this many distinct tool calls before the reply
+    arg_chunk_bytes: int | None = None  # one tool call whose arguments never end, in chunks
+    usage: int | None = None  # every usage figure reported as this (negative, absurd)
+    error_bytes: int | None = None  # error messages (status faults, error events) this long
 
     def cut(self) -> tuple[int, str] | None:
         """Where the token stream is cut (after how many tokens) and how; the earliest wins."""
@@ -38,6 +43,8 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _INT_FAULTS = {"stall_after", "drop_after", "eof_after", "malformed_after", "error_after"}
+_SIZE_FAULTS = {"tool_calls", "arg_chunk_bytes", "error_bytes"}
+_MAX_SIZE = 64 << 20  # a fault spec must not make the sim itself run out of memory
 
 
 def parse_fault(spec: str) -> Fault:
@@ -56,6 +63,10 @@ def parse_fault(spec: str) -> Fault:
                 fields["status"] = code
             elif kind in _INT_FAULTS:
                 fields[kind] = max(0, int(arg))
+            elif kind in _SIZE_FAULTS:
+                fields[kind] = min(_MAX_SIZE, max(1, int(arg)))
+            elif kind == "usage":
+                fields["usage"] = int(arg)
             elif kind in ("ttft_ms", "retry_after"):
                 fields[kind] = max(0.0, float(arg))
             elif kind == "keepalive":

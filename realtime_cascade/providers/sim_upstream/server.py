@@ -267,6 +267,9 @@ class SimUpstream:
     ) -> bool:
         status = fault.status
         assert status is not None
+        if fault.error_bytes is not None:  # a huge error body (a proxy's page, a dump)
+            message = padded(f"{http.HTTPStatus(status).phrase} (sim fault)", fault.error_bytes)
+            return await self._error(conn, status, message, keep, type_="server_error")
         headers: list[tuple[str, str]] = []
         if status in (429, 503):
             headers.append(("retry-after", f"{fault.retry_after:g}"))
@@ -320,26 +323,37 @@ class SimUpstream:
                 await conn.send(chunk(b": ping\n\n"))
                 await anyio.sleep(fault.keepalive_ms / 1000.0)
         await conn.send(reply.role_chunk())
+        if fault.tool_calls is not None:
+            for i in range(fault.tool_calls):
+                await conn.send(reply.tool_call_chunk(i, f"call_sim{i}", "get_weather", "{}"))
+        if fault.arg_chunk_bytes is not None:
+            # Arguments that never end: the client must give up on its own size limit.
+            piece = "a" * fault.arg_chunk_bytes
+            await conn.send(reply.tool_call_chunk(0, "call_sim_endless", "get_weather", '{"q":"'))
+            while True:
+                await conn.send(reply.tool_call_chunk(0, None, None, piece))
         tokens, final = steps[:-1], steps[-1]
         cut = fault.cut()
         for k, step in enumerate(tokens):
             if cut is not None and cut[0] == k:
-                return await self._cut(sock, conn, cut[1])
+                return await self._cut(sock, conn, cut[1], fault)
             delay = fault.ttft_ms / 1000.0 if k == 0 and fault.ttft_ms is not None else step.delay
             wait = clock.wait(delay, anyio.current_time())
             if wait > 0:
                 await anyio.sleep(wait)
             await conn.send(reply.step_chunk(step))
         if cut is not None:
-            return await self._cut(sock, conn, cut[1])
+            return await self._cut(sock, conn, cut[1], fault)
         delay = fault.ttft_ms / 1000.0 if not tokens and fault.ttft_ms is not None else final.delay
         wait = clock.wait(delay, anyio.current_time())
         if wait > 0:
             await anyio.sleep(wait)
-        await conn.send(reply.finish_chunks(final) + LAST_CHUNK)
+        await conn.send(reply.finish_chunks(final, usage=fault.usage) + LAST_CHUNK)
         return keep
 
-    async def _cut(self, sock: SocketStream, conn: BufferedByteStream, how: str) -> bool:
+    async def _cut(
+        self, sock: SocketStream, conn: BufferedByteStream, how: str, fault: Fault
+    ) -> bool:
         if how == "stall":
             await anyio.sleep_forever()  # until the watcher sees the client hang up
         if how == "drop":
@@ -352,7 +366,10 @@ class SimUpstream:
             await conn.send(chunk(b'data: {"choices": [{"delta": {"content": "tru\n\n'))
         else:
             error = {
-                "message": "The server had an error while processing your request (sim).",
+                "message": padded(
+                    "The server had an error while processing your request (sim).",
+                    fault.error_bytes or 0,
+                ),
                 "type": "server_error",
                 "param": None,
                 "code": 500,
@@ -391,6 +408,11 @@ class SimUpstream:
             return await self._error(conn, 500, "server error (sim)", keep, type_="server_error")
         await send_response(conn, 200, reply.completion(steps), keep_alive=keep)
         return keep
+
+
+def padded(message: str, size: int) -> str:
+    """``message`` filled up to ``size`` characters (an ``error_bytes`` fault)."""
+    return message + " " + "x" * max(0, size - len(message) - 1) if size > len(message) else message
 
 
 def resolve_script(name: str, scripts: Mapping[str, Script]) -> Script:

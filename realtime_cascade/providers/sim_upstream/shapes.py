@@ -349,13 +349,30 @@ class ChatReply:
         choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}
         return sse(self._envelope([choice]))
 
-    def finish_chunks(self, step: SimStep) -> bytes:
+    def tool_call_chunk(self, index: int, id_: str | None, name: str | None, args: str) -> bytes:
+        """One tool-call delta (hostile-upstream faults: many calls, endless arguments)."""
+        piece: dict[str, Any] = {"index": index}
+        if id_ is not None:
+            piece["id"] = id_
+            piece["type"] = "function"
+        function: dict[str, Any] = {"arguments": args}
+        if name is not None:
+            function["name"] = name
+        piece["function"] = function
+        delta = {"tool_calls": [piece]}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return sse(self._envelope([choice]))
+
+    def finish_chunks(self, step: SimStep, *, usage: int | None = None) -> bytes:
+        """The last chunks; ``usage`` (a fault) replaces every reported token count."""
         c = step.chunk
         choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason}
         out = sse(self._envelope([choice]))
-        if self.include_usage and c.usage is not None:
-            usage = self._usage(c.usage.input_tokens, c.usage.output_tokens)
-            out += sse({**self._envelope([]), "usage": usage})
+        if self.include_usage and usage is not None:
+            out += sse({**self._envelope([]), "usage": self._usage(usage, usage)})
+        elif self.include_usage and c.usage is not None:
+            counts = self._usage(c.usage.input_tokens, c.usage.output_tokens)
+            out += sse({**self._envelope([]), "usage": counts})
         return out + chunk(b"data: [DONE]\n\n")
 
     @staticmethod
