@@ -3,9 +3,13 @@
 Hypothesis drives a :class:`Turn` with arbitrary interleavings of tokens (English, CJK,
 line-separated, unbroken text; good, doubtful, missing and invalid logprobs), ends (with honest,
 missing or inflated usage), failures, ticks (at deadlines or anywhere) and cancels, on 2- and
-3-tier profiles with hedging on and off. The model keeps its own account, from the actions
-alone, of the attempts (which are live, which is the hedge, which tier failed), of what was
-billed, and of the text released, and checks the core's rules after every event:
+3-tier profiles with hedging on and off. Half the runs are hedging ground (three tiers, hedging
+on, room in the cap and the clock), with rules that put the active tier in doubt, end a hedge
+(cut off, most often) and fail the active tier beside a hedge: without them about one run in
+ten hedged at all, too few to find a finished hedge that freezes the gate. The model keeps its
+own account, from the actions alone, of the attempts (which are live, which is the hedge, which
+tier failed), of what was billed, and of the text released, and checks the core's rules after
+every event:
 
 - released text is append-only and equals the core's; every start continues after it;
 - nothing is released while a hedge runs, by an event after the end-of-turn deadline, or by a
@@ -151,6 +155,7 @@ class CoreMachine(RuleBasedStateMachine):
         request=st.sampled_from(
             ["Hi.", "Hi.", "Move my flight and keep my seat, unless it is full?"]
         ),
+        ground=st.booleans(),
     )
     def setup(
         self,
@@ -164,7 +169,15 @@ class CoreMachine(RuleBasedStateMachine):
         timeouts: tuple[float, float],
         max_out: int,
         request: str,
+        ground: bool,
     ) -> None:
+        if ground:
+            # hedging ground: three tiers, hedging on, and room in the cap and the clock for a
+            # hedge to start, end and be left behind by a fallback (without it, about one run
+            # in ten hedges at all)
+            n_tiers, hedging = 3, True
+            cap = max(cap, 0.0005)
+            end_ms = max(end_ms, 3000.0)
         ttft, stall = timeouts
         tiers = (
             TierSpec("light", 0.1, 0.4, 0.8, 150, ttft, stall, max_out),
@@ -303,7 +316,11 @@ class CoreMachine(RuleBasedStateMachine):
         self, pick: int, burst: list[tuple[str, float]], lp: float | None, top: tuple[float, ...]
     ) -> None:
         ids = self.live_ids()
-        a = self.model.attempts[ids[pick % len(ids)]]
+        self.stream_on(self.model.attempts[ids[pick % len(ids)]], burst, lp, top)
+
+    def stream_on(
+        self, a: Attempt, burst: list[tuple[str, float]], lp: float | None, top: tuple[float, ...]
+    ) -> None:
         for text, dt in burst:
             if self.turn.done or not a.live or a.tokens >= a.max_tokens:
                 return  # an honest upstream stops at max_tokens (its end comes as "length")
@@ -324,7 +341,9 @@ class CoreMachine(RuleBasedStateMachine):
         if pick not in (2, 3) or not any(self.model.attempts[i].tokens for i in self.live_ids()):
             return  # streams end less often than they stream
         ids = self.live_ids()
-        a = self.model.attempts[ids[pick % len(ids)]]
+        self.end(self.model.attempts[ids[pick % len(ids)]], reason, usage, dt)
+
+    def end(self, a: Attempt, reason: str, usage: str, dt: float) -> None:
         self.advance(dt)
         estimate = INPUT_TOKENS + len(a.prefix) // 4
         tokens_in: int | None = None
@@ -343,6 +362,63 @@ class CoreMachine(RuleBasedStateMachine):
             a.id, reason, self.now, input_tokens=tokens_in, output_tokens=tokens_out
         )
         self.apply("finish", actions)
+
+    # -- hedging ground: the rules above alone start a hedge in about one run in ten ----------
+
+    def can_doubt(self) -> bool:
+        m = self.model
+        if self.turn.done or m.hedge is not None or m.active is None:
+            return False
+        a = m.attempts[m.active]
+        return a.live and a.tier < len(self.params.tiers) - 1
+
+    @precondition(can_doubt)
+    @rule(
+        burst=st.lists(
+            st.tuples(st.sampled_from(TOKENS), st.floats(0.0, 0.05)), min_size=4, max_size=6
+        )
+    )
+    def doubt(self, burst: list[tuple[str, float]]) -> None:
+        """A doubtful run on an active tier that has a stronger one above it: a hedge starts
+        (with hedging on, and unless the cap or the policy refuses it)."""
+        assert self.model.active is not None
+        self.stream_on(self.model.attempts[self.model.active], burst, -1.0, ())
+
+    def hedge_live(self) -> bool:
+        m = self.model
+        return not self.turn.done and m.hedge is not None and m.attempts[m.hedge].live
+
+    @precondition(hedge_live)
+    @rule(
+        reason=st.sampled_from(["length", "length", "content_filter", "stop"]),
+        usage=st.sampled_from(["none", "counted"]),
+        n=st.integers(0, 3),
+        dt=st.floats(0.0, 0.05),
+    )
+    def hedge_ends(self, reason: str, usage: str, n: int, dt: float) -> None:
+        """The hedge says a little and ends, most often cut off: it cannot take over then."""
+        assert self.model.hedge is not None
+        a = self.model.attempts[self.model.hedge]
+        self.stream_on(a, [(" Sure", dt)] * n, -0.01, ())
+        if a.live and not self.turn.done:
+            self.end(a, reason, usage, dt)
+
+    def active_beside_hedge(self) -> bool:
+        m = self.model
+        if self.turn.done or m.hedge is None or m.active is None:
+            return False
+        return m.attempts[m.active].live
+
+    @precondition(active_beside_hedge)
+    @rule(dt=st.floats(0.0, 0.05))
+    def active_fails(self, dt: float) -> None:
+        """The active tier fails while a hedge runs or waits to be promoted: a fallback."""
+        assert self.model.active is not None
+        a = self.model.attempts[self.model.active]
+        self.advance(dt)
+        a.live = False
+        self.model.failed.add(a.tier)
+        self.apply("fail", self.turn.tier_failed(a.id, "connection reset", self.now))
 
     @precondition(lambda self: not self.turn.done and bool(self.live_ids()))
     @rule(pick=st.integers(0, 7), dt=steps)
