@@ -87,10 +87,10 @@ def test_a_finished_unpromotable_hedge_does_not_freeze_the_gate_after_fallback()
     assert [(s.tier, s.speculative) for s in starts(out)] == [(2, False)]
     out, t = feed(turn, 2, [" Sure", " thing", "."], GOOD, t + 0.3)
     # the strongest tier releases as it streams (eager): nothing holds its text back
-    assert released(out) == "Sure thing."
+    assert released(out) == " Sure thing."  # exact: the leading space is the token's
     out = turn.tier_finished(2, "stop", t)
     trace = turn.trace()
-    assert trace.status == "completed" and trace.text == "Sure thing."
+    assert trace.status == "completed" and trace.text == " Sure thing."
 
 
 # -- 3. promoting a hedge that already finished ---------------------------------------------
