@@ -431,7 +431,14 @@ class CoreMachine(RuleBasedStateMachine):
         a.live = False
         self.model.failed.add(a.tier)
         hedge_failed = a.id == self.model.hedge
-        actions = self.turn.tier_failed(a.id, "429 too many requests", self.now)
+        # a quick failure before any token is a refused connection: nothing was billed (the
+        # adapter says input_tokens=0); read off the draws already made, so runs stay the same
+        refused = a.tokens == 0 and dt < 0.04
+        if refused:
+            a.billed_in = 0
+        actions = self.turn.tier_failed(
+            a.id, "connection refused", self.now, input_tokens=0 if refused else None
+        )
         self.apply("fail", actions, hedge_failed=hedge_failed)
 
     @precondition(lambda self: not self.turn.done)
