@@ -156,6 +156,7 @@ class CoreMachine(RuleBasedStateMachine):
             ["Hi.", "Hi.", "Move my flight and keep my seat, unless it is full?"]
         ),
         ground=st.booleans(),
+        ground_cap=st.sampled_from([0.05, 0.0005, 0.0001, 0.00005]),
     )
     def setup(
         self,
@@ -170,13 +171,14 @@ class CoreMachine(RuleBasedStateMachine):
         max_out: int,
         request: str,
         ground: bool,
+        ground_cap: float,
     ) -> None:
         if ground:
             # hedging ground: three tiers, hedging on, and room in the cap and the clock for a
             # hedge to start, end and be left behind by a fallback (without it, about one run
             # in ten hedges at all)
             n_tiers, hedging = 3, True
-            cap = max(cap, 0.0005)
+            cap = ground_cap  # room for a hedge, if only just: two streams against one cap
             end_ms = max(end_ms, 3000.0)
         ttft, stall = timeouts
         tiers = (
