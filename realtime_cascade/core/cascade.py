@@ -1014,6 +1014,9 @@ class Turn:
         """The last tier allowed finished with a problem nobody can fix: say what we have."""
         self._doubt_until = None
         if self._hedge is not None:
+            # a hedge still streaming is cut first: _finish only cancels what it still holds
+            # (an active billed past the cap gets here with its hedge live)
+            self._cancel_attempt(out, self._hedge, now, "turn ending")
             self._drop_hedge(out, now, "policy", "the turn is ending")
         self._release(out, now, final=True)
         malformed = problem.startswith("malformed")

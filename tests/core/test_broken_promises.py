@@ -11,6 +11,7 @@ import math
 from realtime_cascade.core import (
     Action,
     BudgetParams,
+    CancelTier,
     CascadeParams,
     Decision,
     FinishTurn,
@@ -267,3 +268,18 @@ def test_a_finish_after_the_deadline_is_not_accepted() -> None:
     out = turn.tier_finished(0, "stop", 1.01)
     assert released(out) == ""
     assert turn.trace().status == "incomplete"
+
+
+# -- found by the state machine once it reached hedges: billed usage beside a live hedge ------
+
+
+def test_an_active_billed_past_the_cap_ends_the_turn_with_its_hedge_cancelled() -> None:
+    turn = Turn(CascadeParams(tiers=(LIGHT, MID, STRONG)), "Hi.", input_tokens=10)
+    turn.start(0.0)
+    out, t = feed(turn, 0, ["Let", " me", " see", " now"], DOUBT, 0.1)
+    assert [(s.tier, s.speculative) for s in starts(out)] == [(1, True)]
+    # the light tier's upstream ignored max_tokens: the billed usage breaks the cap
+    out = turn.tier_finished(0, "stop", t, input_tokens=10, output_tokens=200_000)
+    assert any(isinstance(a, FinishTurn) and a.status == "incomplete" for a in out)
+    assert 1 in [a.attempt for a in out if isinstance(a, CancelTier)]  # left streaming before
+    assert turn.trace().attempts[1].end_reason == "turn ending"
