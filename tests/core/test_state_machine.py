@@ -392,18 +392,27 @@ class CoreMachine(RuleBasedStateMachine):
 
     @precondition(hedge_live)
     @rule(
-        reason=st.sampled_from(["length", "length", "content_filter", "stop"]),
-        usage=st.sampled_from(["none", "counted"]),
+        reason=st.sampled_from(["length", "length", "content_filter", "stop", "error"]),
+        usage=st.sampled_from(["none", "counted", "more"]),
         n=st.integers(0, 3),
         dt=st.floats(0.0, 0.05),
     )
     def hedge_ends(self, reason: str, usage: str, n: int, dt: float) -> None:
-        """The hedge says a little and ends, most often cut off: it cannot take over then."""
+        """The hedge says a little and ends, most often cut off (it cannot take over then),
+        billed up to what it was asked for, or fails (its tier is never hedged again)."""
         assert self.model.hedge is not None
         a = self.model.attempts[self.model.hedge]
         self.stream_on(a, [(" Sure", dt)] * n, -0.01, ())
-        if a.live and not self.turn.done:
+        if not a.live or self.turn.done:
+            return
+        if reason != "error":
             self.end(a, reason, usage, dt)
+            return
+        self.advance(dt)
+        a.live = False
+        self.model.failed.add(a.tier)
+        actions = self.turn.tier_failed(a.id, "502 bad gateway", self.now)
+        self.apply("fail", actions, hedge_failed=True)
 
     def active_beside_hedge(self) -> bool:
         m = self.model
