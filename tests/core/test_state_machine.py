@@ -3,10 +3,11 @@
 Hypothesis drives a :class:`Turn` with arbitrary interleavings of tokens (English, CJK,
 line-separated, unbroken text; good, doubtful, missing and invalid logprobs), ends (with honest,
 missing or inflated usage), failures, ticks (at deadlines or anywhere) and cancels, on 2- and
-3-tier profiles with hedging on and off. Half the runs are hedging ground (three tiers, hedging
-on, room in the cap and the clock), with rules that put the active tier in doubt, end a hedge
-(cut off, most often) and fail the active tier beside a hedge: without them about one run in
-ten hedged at all, too few to find a finished hedge that freezes the gate. The model keeps its
+3-tier profiles with hedging on and off. Two runs in three are hedging ground (three tiers,
+hedging on, a cap with room for a hedge, if only just), with rules that put the active tier in
+doubt, end or fail a hedge (cut off, most often) and fail the active tier beside a hedge:
+without them about one run in ten hedged at all, too few to find a finished hedge that freezes
+the gate. The model keeps its
 own account, from the actions alone, of the attempts (which are live, which is the hedge, which
 tier failed), of what was billed, and of the text released, and checks the core's rules after
 every event:
@@ -155,7 +156,7 @@ class CoreMachine(RuleBasedStateMachine):
         request=st.sampled_from(
             ["Hi.", "Hi.", "Move my flight and keep my seat, unless it is full?"]
         ),
-        ground=st.booleans(),
+        ground=st.sampled_from([True, True, False]),
         ground_cap=st.sampled_from([0.05, 0.0005, 0.0001, 0.00005]),
     )
     def setup(
@@ -568,7 +569,7 @@ class CoreMachine(RuleBasedStateMachine):
 
 TestCore = CoreMachine.TestCase
 TestCore.settings = settings(
-    max_examples=1200,
+    max_examples=2000,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
