@@ -352,7 +352,10 @@ class TurnRunner:
             except ProviderError as exc:
                 verdict = False
                 health.failed(tier, exc)
-                self._perform(turn.tier_failed(attempt, f"{exc.kind}: {exc.message}", self._now()))
+                error = f"{exc.kind}: {exc.message}"
+                # a request that never reached the upstream was not billed (issue 11)
+                billed_in = 0 if not exc.connected and not delivered else None
+                self._perform(turn.tier_failed(attempt, error, self._now(), input_tokens=billed_in))
             finally:
                 self._scopes.pop(attempt, None)
                 if verdict is True:

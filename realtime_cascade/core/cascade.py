@@ -23,7 +23,8 @@ Rules (the adapter may rely on every one of them):
    may be *billed*: an attempt is asked for at most ``StartTier.max_tokens`` output tokens, so
    that its input and that many tokens fit beside the most every other live stream may still
    bill; it starts only if one output token fits, and a stream is cut when its next token would
-   not fit. A provider's usage replaces the core's count when a stream ends; usage beyond the
+   not fit. A provider's usage replaces the core's count when a stream ends (or fails: an
+   attempt that never reached its provider is billed no input tokens); usage beyond the
    cap (an upstream that billed past what it was asked for) ends the turn ``incomplete``.
 7. The core never reads a clock: every event carries ``now`` (seconds, monotonic), and
    :meth:`Turn.next_deadline` says when to call :meth:`Turn.tick` at the latest. The
@@ -477,13 +478,19 @@ class Turn:
         self._accept(out, attempt, calls, now)
         return out
 
-    def tier_failed(self, attempt_id: int, error: str, now: float) -> list[Action]:
+    def tier_failed(
+        self, attempt_id: int, error: str, now: float, *, input_tokens: int | None = None
+    ) -> list[Action]:
+        """The attempt's stream failed. ``input_tokens``: what the provider billed for the
+        prompt when the adapter knows it (0: the request never reached the provider)."""
         attempt = self._live_attempt(attempt_id)
         if attempt is None:
             return []
         attempt.live = False
         attempt.ended = now
         attempt.end_reason = f"error: {error}"
+        if input_tokens is not None:
+            attempt.input_tokens = max(0, input_tokens)
         self._failed.add(attempt.tier)
         out: list[Action] = []
         if self._past_deadline(out, now):
@@ -1007,6 +1014,9 @@ class Turn:
         """The last tier allowed finished with a problem nobody can fix: say what we have."""
         self._doubt_until = None
         if self._hedge is not None:
+            # a hedge still streaming is cut first: _finish only cancels what it still holds
+            # (an active billed past the cap gets here with its hedge live)
+            self._cancel_attempt(out, self._hedge, now, "turn ending")
             self._drop_hedge(out, now, "policy", "the turn is ending")
         self._release(out, now, final=True)
         malformed = problem.startswith("malformed")

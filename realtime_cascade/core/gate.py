@@ -1,7 +1,9 @@
 """The speech commit gate: the only way text reaches the listener.
 
 Rules:
-1. Released text is append-only: nothing released is ever retracted or repeated.
+1. Released text is append-only: nothing released is ever retracted or repeated. It is exact:
+   the pieces joined are the text pushed, the first piece's leading whitespace included (a
+   leading space counts toward no phrase's ``min_phrase_chars``).
 2. Text is released in phrase-sized pieces: up to a phrase mark once ``lookahead_tokens`` more
    tokens have been scored. A phrase mark is ``.``, ``!``, ``?``, ``,``, ``;`` or ``:``
    followed by whitespace (so "7.30" and "a,b" are not), or a mark that ends a phrase by
@@ -280,9 +282,8 @@ class SpeechGate:
         self._words.consume_to(at)
         self._pending = rest
         self._base = at
-        if self._released_len == 0:
-            piece = piece.lstrip()
-        if piece:
-            self._released.append(piece)
-            self._released_len += len(piece)
+        # exact: the first piece keeps its leading space too, so joined releases are the
+        # tokens as they came (what a client joining text deltas must see)
+        self._released.append(piece)
+        self._released_len += len(piece)
         return piece

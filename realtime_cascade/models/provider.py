@@ -117,7 +117,8 @@ class LocalProvider:
             base_url = await self.start()
         except ModelsError as exc:
             # A provider error, so the cascade falls back to another tier and the trace says why.
-            raise ConnectionLost(f"{self.name}: {exc.message}") from None
+            # never reached a model: nothing was billed
+            raise ConnectionLost(f"{self.name}: {exc.message}", connected=False) from None
         inner = self._provider(base_url)
         parser: TextToolCalls | None = None
         if request.tools and self.config.tools == "prompt":

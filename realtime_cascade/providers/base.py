@@ -100,9 +100,13 @@ class ProviderError(Exception):
     kind: str = "error"
     retryable: bool = True
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, connected: bool = True) -> None:
         super().__init__(message)
         self.message = message
+        # False only when the request never reached the upstream (the connection was refused
+        # or never opened in time): nothing was billed for it, so the attempt costs nothing.
+        # True whenever that is not certain (lost mid-stream, a status, a read timeout).
+        self.connected = connected
 
 
 class RateLimited(ProviderError):

@@ -26,6 +26,8 @@ Errors are translated at this boundary, in the manner of httpcore's ``map_except
       read errors (too many redirects included),
       an incomplete chunked body, EOF before the
       reply finished                              -> ConnectionLost
+    (no connection opened at all: ``connected=False`` on the ConnectionLost or UpstreamTimeout,
+    so the attempt is not charged)
     an undecodable chunk, a wrong content type    -> MalformedStream
     an ``{"error": …}`` event inside the stream   -> UpstreamStatus
 
@@ -455,6 +457,19 @@ def _status_detail(exc: openai.APIStatusError, redact: _Redactor) -> str:
     return clip_message(redact(exc.message))
 
 
+def _connected(exc: BaseException) -> bool:
+    """False when ``exc`` (or what it wraps) says the connection was never opened, so the
+    request never reached the upstream; True otherwise, the safe side for billing."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the SDK wraps httpx2's error, which wraps the socket's
+        if seen is None:
+            return True
+        if isinstance(seen, httpx2.ConnectError | httpx2.ConnectTimeout | ConnectionRefusedError):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return True
+
+
 @contextlib.contextmanager
 def _map_errors(name: str, redact: _Redactor) -> Iterator[None]:
     """Translate ``openai`` / ``httpx2`` / socket errors into the provider error tree.
@@ -473,6 +488,9 @@ def _map_errors(name: str, redact: _Redactor) -> Iterator[None]:
         detail = _status_detail(exc, redact)
         raise UpstreamStatus(f"{name}: HTTP {exc.status_code}: {detail}", exc.status_code) from None
     except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+        if not _connected(exc):
+            what = f"{name}: no connection within the timeout ({type(exc).__name__})"
+            raise UpstreamTimeout(what, connected=False) from exc
         raise UpstreamTimeout(f"{name}: the upstream timed out ({type(exc).__name__})") from exc
     except httpx2.DecodingError as exc:
         raise MalformedStream(f"{name}: undecodable response body: {redact(str(exc))}") from exc
@@ -485,6 +503,9 @@ def _map_errors(name: str, redact: _Redactor) -> Iterator[None]:
         ConnectionError,
     ) as exc:
         # httpx2 reports an incomplete chunked body as RemoteProtocolError, a reset as ReadError.
+        if not _connected(exc):
+            what = f"{name}: could not connect ({type(exc).__name__})"
+            raise ConnectionLost(what, connected=False) from exc
         raise ConnectionLost(f"{name}: connection lost ({type(exc).__name__})") from exc
     except openai.OpenAIError as exc:
         raise ProviderError(f"{name}: {type(exc).__name__}: {redact(str(exc))}") from None

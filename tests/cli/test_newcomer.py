@@ -151,14 +151,21 @@ def test_ask_exits_nonzero_when_the_turn_fails(tmp_path: Path) -> None:
     config = tmp_path / "down.toml"
     config.write_text(
         "".join(
-            f'[[profiles.default.tiers]]\nname = "{n}"\n'
+            f'[[profiles.default.tiers]]\nname = "{n}"\nprice_in = 2.5\nprice_out = 10.0\n'
             f'provider = {{ kind = "openai", base_url = "{url}", model = "m", api_key_env = "" }}\n'
             for n in ("light", "strong")
         )
     )
     out = _cli("ask", "--json", "--config", str(config), "hello")
     assert out.returncode == 1
-    assert json.loads(out.stdout)["status"] == "failed"  # the summary is still printed
+    summary = json.loads(out.stdout)  # the summary is still printed
+    assert summary["status"] == "failed"
+    # both tiers were tried and neither request reached an upstream: nothing was billed
+    assert summary["cost_usd"] == 0.0
+    assert [(a["tier_name"], a["input_tokens"]) for a in summary["tiers"]] == [
+        ("light", 0),
+        ("strong", 0),
+    ]
     assert out.stderr.startswith("realtime-cascade: the turn ended failed: ")
     assert "connection" in out.stderr and "Traceback" not in out.stderr
 

@@ -11,6 +11,7 @@ import math
 from realtime_cascade.core import (
     Action,
     BudgetParams,
+    CancelTier,
     CascadeParams,
     Decision,
     FinishTurn,
@@ -87,10 +88,10 @@ def test_a_finished_unpromotable_hedge_does_not_freeze_the_gate_after_fallback()
     assert [(s.tier, s.speculative) for s in starts(out)] == [(2, False)]
     out, t = feed(turn, 2, [" Sure", " thing", "."], GOOD, t + 0.3)
     # the strongest tier releases as it streams (eager): nothing holds its text back
-    assert released(out) == "Sure thing."
+    assert released(out) == " Sure thing."  # exact: the leading space is the token's
     out = turn.tier_finished(2, "stop", t)
     trace = turn.trace()
-    assert trace.status == "completed" and trace.text == "Sure thing."
+    assert trace.status == "completed" and trace.text == " Sure thing."
 
 
 # -- 3. promoting a hedge that already finished ---------------------------------------------
@@ -267,3 +268,18 @@ def test_a_finish_after_the_deadline_is_not_accepted() -> None:
     out = turn.tier_finished(0, "stop", 1.01)
     assert released(out) == ""
     assert turn.trace().status == "incomplete"
+
+
+# -- found by the state machine once it reached hedges: billed usage beside a live hedge ------
+
+
+def test_an_active_billed_past_the_cap_ends_the_turn_with_its_hedge_cancelled() -> None:
+    turn = Turn(CascadeParams(tiers=(LIGHT, MID, STRONG)), "Hi.", input_tokens=10)
+    turn.start(0.0)
+    out, t = feed(turn, 0, ["Let", " me", " see", " now"], DOUBT, 0.1)
+    assert [(s.tier, s.speculative) for s in starts(out)] == [(1, True)]
+    # the light tier's upstream ignored max_tokens: the billed usage breaks the cap
+    out = turn.tier_finished(0, "stop", t, input_tokens=10, output_tokens=200_000)
+    assert any(isinstance(a, FinishTurn) and a.status == "incomplete" for a in out)
+    assert 1 in [a.attempt for a in out if isinstance(a, CancelTier)]  # left streaming before
+    assert turn.trace().attempts[1].end_reason == "turn ending"

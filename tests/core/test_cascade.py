@@ -95,6 +95,21 @@ def test_restarting_strong_tier_does_not_repeat_released_text() -> None:
     assert run.released == "Let me check that. It is done."
 
 
+@pytest.mark.parametrize(
+    "strong_says",
+    [" Let me check that. It is done.", "Let me check that. It is done.", " It is done."],
+)
+def test_a_released_leading_space_is_kept_and_the_next_tier_still_continues_after_it(
+    strong_says: str,
+) -> None:
+    # released text is exact (" Let…"): the repeat guard still knows a restart of the prefix,
+    # with or without its leading space, and a plain continuation passes as it came
+    light = words(" Let me check that.") + words(" maybe", logprob=-3.0) * 3
+    run = drive(turn(), [TierScript(light), TierScript(words(strong_says, first=0.4))])
+    assert [s.prefix for s in run.started] == ["", " Let me check that."]
+    assert run.released == " Let me check that. It is done."
+
+
 def test_hedge_starts_speculatively_and_is_cancelled_when_confidence_recovers() -> None:
     params = msgspec.structs.replace(PARAMS, policy=PolicyParams(hedge_window_ms=2000))
     light = (

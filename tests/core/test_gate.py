@@ -14,7 +14,7 @@ def feed(gate: SpeechGate, tokens: list[str], now: float = 0.0) -> list[str]:
 def test_releases_phrase_after_one_token_of_lookahead() -> None:
     gate = SpeechGate(GateParams(min_phrase_chars=4, lookahead_tokens=1))
     out = feed(gate, [" Let", " me", " check", ".", " Your"])
-    assert out == ["Let me check."]  # leading space of the turn dropped, boundary kept
+    assert out == [" Let me check."]  # exact: the turn's leading space kept, boundary kept
     assert gate.pending == " Your"
 
 
@@ -56,12 +56,12 @@ def test_max_phrase_chars_forces_a_word_cut() -> None:
 def test_eager_releases_every_token_at_once() -> None:
     gate = SpeechGate(GateParams())
     gate.push(" Your", 0.0)
-    assert gate.take(0.0, eager=True) == "Your"
+    assert gate.take(0.0, eager=True) == " Your"
     gate.push(" Thurs", 0.0)
     assert gate.take(0.0, eager=True) == " Thurs"
     gate.push("day", 0.0)
     assert gate.take(0.0, eager=True) == "day"
-    assert gate.released == "Your Thursday"
+    assert gate.released == " Your Thursday"
     assert gate.pending == ""
 
 
@@ -73,3 +73,17 @@ def test_drop_pending_keeps_released() -> None:
     assert gate.pending == ""
     assert gate.released == "Sure."
     assert gate.released_len == 5
+
+
+def test_released_text_is_exactly_the_tokens_leading_space_included() -> None:
+    # a client that joins text deltas must get the tokens' text, whatever the gate's cuts
+    tokens = [" Sure", ",", " your", " flight", " is", " at", " 7", ".30", ".", " Thanks", "!"]
+    for params in (GateParams(min_phrase_chars=1), GateParams(min_phrase_chars=8)):
+        gate = SpeechGate(params)
+        pieces = feed(gate, tokens)
+        pieces.append(gate.take(1.0, final=True))
+        assert "".join(pieces) == "".join(tokens) == gate.released
+    # a lone space first, then words: not a phrase by itself, released with what follows
+    gate = SpeechGate(GateParams(min_phrase_chars=4, lookahead_tokens=0))
+    assert feed(gate, [" ", "Hi", "."]) == []  # " Hi." is three characters of phrase
+    assert feed(gate, [" Yes", "."]) == [" Hi. Yes."]

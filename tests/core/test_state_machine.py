@@ -3,9 +3,14 @@
 Hypothesis drives a :class:`Turn` with arbitrary interleavings of tokens (English, CJK,
 line-separated, unbroken text; good, doubtful, missing and invalid logprobs), ends (with honest,
 missing or inflated usage), failures, ticks (at deadlines or anywhere) and cancels, on 2- and
-3-tier profiles with hedging on and off. The model keeps its own account, from the actions
-alone, of the attempts (which are live, which is the hedge, which tier failed), of what was
-billed, and of the text released, and checks the core's rules after every event:
+3-tier profiles with hedging on and off. Two runs in three are hedging ground (three tiers,
+hedging on, a cap with room for a hedge, if only just), with rules that put the active tier in
+doubt, end or fail a hedge (cut off, most often) and fail the active tier beside a hedge:
+without them about one run in ten hedged at all, too few to find a finished hedge that freezes
+the gate. The model keeps its
+own account, from the actions alone, of the attempts (which are live, which is the hedge, which
+tier failed), of what was billed, and of the text released, and checks the core's rules after
+every event:
 
 - released text is append-only and equals the core's; every start continues after it;
 - nothing is released while a hedge runs, by an event after the end-of-turn deadline, or by a
@@ -151,6 +156,8 @@ class CoreMachine(RuleBasedStateMachine):
         request=st.sampled_from(
             ["Hi.", "Hi.", "Move my flight and keep my seat, unless it is full?"]
         ),
+        ground=st.sampled_from([True, True, False]),
+        ground_cap=st.sampled_from([0.05, 0.0005, 0.0001, 0.00005]),
     )
     def setup(
         self,
@@ -164,7 +171,16 @@ class CoreMachine(RuleBasedStateMachine):
         timeouts: tuple[float, float],
         max_out: int,
         request: str,
+        ground: bool,
+        ground_cap: float,
     ) -> None:
+        if ground:
+            # hedging ground: three tiers, hedging on, and room in the cap and the clock for a
+            # hedge to start, end and be left behind by a fallback (without it, about one run
+            # in ten hedges at all)
+            n_tiers, hedging = 3, True
+            cap = ground_cap  # room for a hedge, if only just: two streams against one cap
+            end_ms = max(end_ms, 3000.0)
         ttft, stall = timeouts
         tiers = (
             TierSpec("light", 0.1, 0.4, 0.8, 150, ttft, stall, max_out),
@@ -303,7 +319,11 @@ class CoreMachine(RuleBasedStateMachine):
         self, pick: int, burst: list[tuple[str, float]], lp: float | None, top: tuple[float, ...]
     ) -> None:
         ids = self.live_ids()
-        a = self.model.attempts[ids[pick % len(ids)]]
+        self.stream_on(self.model.attempts[ids[pick % len(ids)]], burst, lp, top)
+
+    def stream_on(
+        self, a: Attempt, burst: list[tuple[str, float]], lp: float | None, top: tuple[float, ...]
+    ) -> None:
         for text, dt in burst:
             if self.turn.done or not a.live or a.tokens >= a.max_tokens:
                 return  # an honest upstream stops at max_tokens (its end comes as "length")
@@ -324,7 +344,9 @@ class CoreMachine(RuleBasedStateMachine):
         if pick not in (2, 3) or not any(self.model.attempts[i].tokens for i in self.live_ids()):
             return  # streams end less often than they stream
         ids = self.live_ids()
-        a = self.model.attempts[ids[pick % len(ids)]]
+        self.end(self.model.attempts[ids[pick % len(ids)]], reason, usage, dt)
+
+    def end(self, a: Attempt, reason: str, usage: str, dt: float) -> None:
         self.advance(dt)
         estimate = INPUT_TOKENS + len(a.prefix) // 4
         tokens_in: int | None = None
@@ -344,6 +366,72 @@ class CoreMachine(RuleBasedStateMachine):
         )
         self.apply("finish", actions)
 
+    # -- hedging ground: the rules above alone start a hedge in about one run in ten ----------
+
+    def can_doubt(self) -> bool:
+        m = self.model
+        if self.turn.done or m.hedge is not None or m.active is None:
+            return False
+        a = m.attempts[m.active]
+        return a.live and a.tier < len(self.params.tiers) - 1
+
+    @precondition(can_doubt)
+    @rule(
+        burst=st.lists(
+            st.tuples(st.sampled_from(TOKENS), st.floats(0.0, 0.05)), min_size=4, max_size=6
+        )
+    )
+    def doubt(self, burst: list[tuple[str, float]]) -> None:
+        """A doubtful run on an active tier that has a stronger one above it: a hedge starts
+        (with hedging on, and unless the cap or the policy refuses it)."""
+        assert self.model.active is not None
+        self.stream_on(self.model.attempts[self.model.active], burst, -1.0, ())
+
+    def hedge_live(self) -> bool:
+        m = self.model
+        return not self.turn.done and m.hedge is not None and m.attempts[m.hedge].live
+
+    @precondition(hedge_live)
+    @rule(
+        reason=st.sampled_from(["length", "length", "content_filter", "stop", "error"]),
+        usage=st.sampled_from(["none", "counted", "more"]),
+        n=st.integers(0, 3),
+        dt=st.floats(0.0, 0.05),
+    )
+    def hedge_ends(self, reason: str, usage: str, n: int, dt: float) -> None:
+        """The hedge says a little and ends, most often cut off (it cannot take over then),
+        billed up to what it was asked for, or fails (its tier is never hedged again)."""
+        assert self.model.hedge is not None
+        a = self.model.attempts[self.model.hedge]
+        self.stream_on(a, [(" Sure", dt)] * n, -0.01, ())
+        if not a.live or self.turn.done:
+            return
+        if reason != "error":
+            self.end(a, reason, usage, dt)
+            return
+        self.advance(dt)
+        a.live = False
+        self.model.failed.add(a.tier)
+        actions = self.turn.tier_failed(a.id, "502 bad gateway", self.now)
+        self.apply("fail", actions, hedge_failed=True)
+
+    def active_beside_hedge(self) -> bool:
+        m = self.model
+        if self.turn.done or m.hedge is None or m.active is None:
+            return False
+        return m.attempts[m.active].live
+
+    @precondition(active_beside_hedge)
+    @rule(dt=st.floats(0.0, 0.05))
+    def active_fails(self, dt: float) -> None:
+        """The active tier fails while a hedge runs or waits to be promoted: a fallback."""
+        assert self.model.active is not None
+        a = self.model.attempts[self.model.active]
+        self.advance(dt)
+        a.live = False
+        self.model.failed.add(a.tier)
+        self.apply("fail", self.turn.tier_failed(a.id, "connection reset", self.now))
+
     @precondition(lambda self: not self.turn.done and bool(self.live_ids()))
     @rule(pick=st.integers(0, 7), dt=steps)
     def fail(self, pick: int, dt: float) -> None:
@@ -355,7 +443,14 @@ class CoreMachine(RuleBasedStateMachine):
         a.live = False
         self.model.failed.add(a.tier)
         hedge_failed = a.id == self.model.hedge
-        actions = self.turn.tier_failed(a.id, "429 too many requests", self.now)
+        # a quick failure before any token is a refused connection: nothing was billed (the
+        # adapter says input_tokens=0); read off the draws already made, so runs stay the same
+        refused = a.tokens == 0 and dt < 0.04
+        if refused:
+            a.billed_in = 0
+        actions = self.turn.tier_failed(
+            a.id, "connection refused", self.now, input_tokens=0 if refused else None
+        )
         self.apply("fail", actions, hedge_failed=hedge_failed)
 
     @precondition(lambda self: not self.turn.done)
@@ -474,7 +569,7 @@ class CoreMachine(RuleBasedStateMachine):
 
 TestCore = CoreMachine.TestCase
 TestCore.settings = settings(
-    max_examples=1200,
+    max_examples=2000,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -308,6 +308,7 @@ async def test_dropped_connection_is_connection_lost(sim: RunningUpstream, fault
     err = await failing(faulty(sim, fault))
     assert isinstance(err, ConnectionLost)
     assert err.retryable
+    assert err.connected  # the request reached the upstream: it may have been billed
 
 
 @pytest.mark.anyio
@@ -321,6 +322,8 @@ async def test_unreachable_upstream_is_connection_lost(sim: RunningUpstream) -> 
     )
     err = await failing(OpenAIProvider("gone", config))
     assert isinstance(err, ConnectionLost)
+    assert not err.connected  # refused: the request never reached anyone, nothing was billed
+    assert "could not connect" in err.message
 
 
 @pytest.mark.anyio

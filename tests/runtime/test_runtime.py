@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncGenerator
 
 import anyio
@@ -210,6 +211,40 @@ async def test_upstream_faults_end_in_a_typed_error_and_a_fallback(
     assert trace.attempts[0].end_reason != "stop"
     # whatever the light tier had released stays; the strong tier continued after it
     assert trace.text.strip()
+
+
+async def test_an_attempt_that_never_connected_is_not_charged_one_cut_mid_stream_is(
+    upstream: str,
+) -> None:
+    # light on a port nobody listens on: refused, nothing reached an upstream
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    down = http_profile(upstream, None)
+    gone = OpenAIProvider(
+        "light", OpenAIProviderConfig(base_url=closed, model="light", api_key_env="")
+    )
+    down = CascadeProfile("down", down.params, [gone, down.providers[1]])
+    with anyio.fail_after(10):
+        trace = await TurnRunner(down, request(EASY), lambda a: None).run()
+    await down.aclose()
+    light, strong = trace.attempts
+    assert "could not connect" in light.end_reason
+    assert (light.input_tokens, light.output_tokens, light.cost_usd) == (0, 0, 0.0)
+    assert trace.status == "completed" and strong.cost_usd > 0
+    assert trace.cost_usd == strong.cost_usd
+
+    # light connected, streamed 3 tokens, then lost the connection: its prompt was billed
+    cut = http_profile(upstream, "drop_after:3")
+    with anyio.fail_after(10):
+        trace = await TurnRunner(cut, request(EASY), lambda a: None).run()
+    await cut.aclose()
+    light = trace.attempts[0]
+    assert "connection_lost" in light.end_reason
+    assert light.input_tokens > 0 and light.output_tokens == 3
+    spec = cut.params.tiers[0]
+    want = (light.input_tokens * spec.price_in + 3 * spec.price_out) / 1e6
+    assert light.cost_usd == pytest.approx(want)
 
 
 class StallingProvider:
