@@ -11,7 +11,7 @@ CHROMIUM ?= /usr/bin/chromium
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench,scale]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,scale,voice]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,10 +1,14 @@
 """Voice-to-voice latency: end of the user's speech → first audio byte of the answer, per policy.
 
-    python -m bench.voice                    # 8 spoken turns per policy (~2.5 min)
-    python -m bench.voice --turns 20 --json out.json
+    python -m bench.voice                    # 8 spoken turns per policy, both engine sets
+    python -m bench.voice --turns 20 --engines new --json out.json
+    python -m bench.voice --quality          # first WER and VAD on noise (bench.voice_quality)
     python -m bench --voice 8                # the same, from the main bench
 
-A client speaks espeak-ng requests into the server **in real time** (40 ms appends, paced by
+Engine sets, side by side in one run: ``new`` (the defaults: Silero VAD, Whisper tiny.en,
+Piper) and ``old`` (energy VAD, pocketsphinx, espeak-ng: the ``[audio]`` table below).
+
+A client speaks Piper-voiced requests into the server **in real time** (40 ms appends, paced by
 the clock, as a microphone would), one session per policy (the ``cascade`` extension picks the
 tiers, as in the main bench), with ``output_modalities: ["audio"]`` and server VAD. Stamped on
 arrival with ``time.perf_counter()``:
@@ -17,7 +21,7 @@ arrival with ``time.perf_counter()``:
                                                            voice-to-voice = first audio − t_end
 
 VAD includes the configured ``silence_duration_ms`` (the price of deciding the turn is over);
-STT is the embedded pocketsphinx (worker processes) unless the config says otherwise; "first
+STT runs in worker processes; "first
 text" includes response creation and the cascade's first release (the speech commit gate);
 TTS is the time to the first phrase's audio. The server runs in this process (its STT in
 worker processes). ``engines`` times the speech engines alone on the same requests.
@@ -41,13 +45,23 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from realtime_cascade import config as config_mod
 from realtime_cascade.audio.pcm import RATE, encode_b64
-from realtime_cascade.audio.stt import PocketsphinxTranscriber
-from realtime_cascade.audio.tts import EspeakSynthesizer
+from realtime_cascade.audio.stt import PocketsphinxTranscriber, Transcriber, WhisperTranscriber
+from realtime_cascade.audio.tts import EspeakSynthesizer, PiperSynthesizer, Synthesizer
+from realtime_cascade.audio.tts.piper import PiperEngine
 from realtime_cascade.server.app import RealtimeServer
 
 from .stats import summarize
 
-# Requests the embedded recogniser gets (nearly) right from espeak's voice.
+OLD_ENGINES = """
+[audio]
+vad = "energy"
+[audio.stt]
+kind = "pocketsphinx"
+[audio.tts]
+kind = "espeak"
+"""
+ENGINE_SETS = ("new", "old")
+SERVER_VAD: dict[str, Any] = {"type": "server_vad"}
 UTTERANCES = (
     "Do you have a table for two tomorrow evening?",
     "Do you have a table for two today?",
@@ -72,8 +86,8 @@ class Utterance:
     speech_end: int  # sample index just after the last sample of speech
 
 
-def utterance(text: str, synth: EspeakSynthesizer) -> Utterance:
-    speech = synth.speak(text).samples
+def utterance(text: str, synth: PiperEngine) -> Utterance:
+    speech = np.concatenate([c.samples for c in synth.synthesize(text, None, 1.0)])
     loud = np.flatnonzero(np.abs(speech.astype(np.int32)) >= 300)
     end = int(loud[-1]) + 1 if len(loud) else len(speech)
     lead = np.zeros(LEAD_MS * RATE // 1000, dtype=np.int16)
@@ -164,7 +178,12 @@ async def _listen(ws: ClientConnection, turn: Turn) -> None:
 
 
 async def run_policy(
-    url: str, name: str, overrides: dict[str, Any], utterances: Sequence[Utterance], turns: int
+    url: str,
+    name: str,
+    overrides: dict[str, Any],
+    utterances: Sequence[Utterance],
+    turns: int,
+    turn_detection: dict[str, Any] | None = None,
 ) -> list[Turn]:
     out: list[Turn] = []
     async with connect(url, max_size=None) as ws:
@@ -175,7 +194,7 @@ async def run_policy(
                     "session": {
                         "output_modalities": ["audio"],
                         "cascade": overrides,
-                        "audio": {"input": {"turn_detection": {"type": "server_vad"}}},
+                        "audio": {"input": {"turn_detection": turn_detection or SERVER_VAD}},
                     },
                 }
             )
@@ -192,44 +211,84 @@ async def run_policy(
 
 
 async def engines(utterances: Sequence[Utterance]) -> dict[str, Any]:
-    """The speech engines alone: pocketsphinx per request, espeak-ng per phrase."""
-    stt = PocketsphinxTranscriber()
-    await stt.warm()
-    stt_ms, audio_s = [], []
-    for u in utterances:
-        t = time.perf_counter()
-        await stt.transcribe(u.samples)
-        stt_ms.append((time.perf_counter() - t) * 1000)
-        audio_s.append(len(u.samples) / RATE)
-    synth = EspeakSynthesizer()
+    """The speech engines alone, through their worker processes: per request, per phrase
+    (time to the whole phrase, and to its first chunk)."""
+    out: dict[str, Any] = {}
+    recognisers: list[Transcriber] = [WhisperTranscriber(), PocketsphinxTranscriber()]
+    for stt in recognisers:
+        await stt.warm()
+        stt_ms, audio_s = [], []
+        for u in utterances:
+            t = time.perf_counter()
+            await stt.transcribe(u.samples)
+            stt_ms.append((time.perf_counter() - t) * 1000)
+            audio_s.append(len(u.samples) / RATE)
+        await stt.aclose()
+        out[f"stt_{stt.name}_ms"] = summarize(stt_ms)
+        out["stt_audio_s"] = summarize(audio_s)
     phrase = "Sakura has tables for two on March 11 at 17:30, 18:00 and 18:30."
-    tts_ms = []
-    for _ in range(10):
-        t = time.perf_counter()
-        _ = [c async for c in synth.synthesize(phrase)]
-        tts_ms.append((time.perf_counter() - t) * 1000)
-    return {
-        "stt_pocketsphinx_ms": summarize(stt_ms),
-        "stt_audio_s": summarize(audio_s),
-        "tts_espeak_phrase_ms": summarize(tts_ms),
-        "tts_phrase": phrase,
-    }
+    synths: list[Synthesizer] = [PiperSynthesizer(), EspeakSynthesizer()]
+    for synth in synths:
+        await synth.warm()
+        whole: list[float] = []
+        first: list[float] = []
+        for _ in range(10):
+            t = time.perf_counter()
+            async for _chunk in synth.synthesize(phrase):
+                if len(first) < len(whole) + 1:
+                    first.append((time.perf_counter() - t) * 1000)
+            whole.append((time.perf_counter() - t) * 1000)
+        await synth.aclose()
+        out[f"tts_{synth.name}_phrase_ms"] = summarize(whole)
+        out[f"tts_{synth.name}_first_chunk_ms"] = summarize(first)
+    out["tts_phrase"] = phrase
+    return out
 
 
 async def measure(
-    turns: int = 8, policies: Sequence[str] = tuple(POLICIES), config: str | None = None
+    turns: int = 8,
+    policies: Sequence[str] = tuple(POLICIES),
+    config: str | None = None,
+    engine_sets: Sequence[str] = ENGINE_SETS,
+    turn_detection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Voice-to-voice latency and its breakdown per policy (ms), plus the engines alone."""
-    synth = EspeakSynthesizer()
+    """Voice-to-voice latency and its breakdown per engine set and policy (ms), plus the
+    engines alone."""
+    synth = PiperEngine(None, 1, (None, None))
     utterances = [utterance(t, synth) for t in UTTERANCES]
-    cfg = config_mod.load(config)
-    result: dict[str, Any] = {"turns_per_policy": turns, "chunk_ms": CHUNK_MS, "policies": {}}
+    result: dict[str, Any] = {"turns_per_policy": turns, "chunk_ms": CHUNK_MS,
+                              "turn_detection": turn_detection or SERVER_VAD,
+                              "engines_sets": {}}  # fmt: skip
+    text = Path(config).read_text() if config else _default_toml()  # noqa: ASYNC240
+    for name in engine_sets:
+        cfg = config_mod.loads(text + (OLD_ENGINES if name == "old" else ""))
+        result["engines_sets"][name] = await _policies(
+            cfg, turns, policies, utterances, turn_detection
+        )
+    result["engines"] = await engines(utterances)
+    return result
+
+
+def _default_toml() -> str:
+    from importlib import resources
+
+    return resources.files("realtime_cascade").joinpath("default.toml").read_text()
+
+
+async def _policies(
+    cfg: config_mod.Config,
+    turns: int,
+    policies: Sequence[str],
+    utterances: Sequence[Utterance],
+    turn_detection: dict[str, Any] | None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
     async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
         url = server.url("default")
         # one throwaway turn: worker processes start and load their models
-        await run_policy(url, "warm-up", {}, utterances, 1)
+        await run_policy(url, "warm-up", {}, utterances, 1, turn_detection)
         for name in policies:
-            got = await run_policy(url, name, POLICIES[name], utterances, turns)
+            got = await run_policy(url, name, POLICIES[name], utterances, turns, turn_detection)
             cell: dict[str, Any] = {
                 stage: summarize(t.stages()[stage] for t in got)  # type: ignore[misc]
                 for stage in STAGES
@@ -237,18 +296,17 @@ async def measure(
             cell["completed"] = sum(t.status == "completed" for t in got)
             cell["heard"] = sorted({t.heard for t in got})
             cell["tier_paths"] = sorted({t.tiers for t in got})
-            result["policies"][name] = cell
-    result["engines"] = await engines(utterances)
+            result[name] = cell
     return result
 
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Voice-to-voice latency, ms (n = {result['turns_per_policy']} spoken turns per policy; "
-        "p50 / p95 / p99)",
+        f"p50 / p95 / p99; turn detection {result['turn_detection']})",
         "",
-        "| policy | voice-to-voice | VAD | STT | first text | TTS first audio |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| engines | policy | voice-to-voice | VAD | STT | first text | TTS first audio |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
 
     def cell(s: dict[str, Any]) -> str:
@@ -256,16 +314,20 @@ def markdown(result: dict[str, Any]) -> str:
             return "—"
         return " / ".join(f"{s[p]:.0f}" for p in ("p50", "p95", "p99"))
 
-    for name, c in result["policies"].items():
-        lines.append(f"| {name} | " + " | ".join(cell(c[s]) for s in STAGES) + " |")
+    for engine_set, policies in result["engines_sets"].items():
+        for name, c in policies.items():
+            row = " | ".join(cell(c[s]) for s in STAGES)
+            lines.append(f"| {engine_set} | {name} | {row} |")
     e = result.get("engines")
     if e:
         lines += [
             "",
-            f"Engines alone: pocketsphinx {e['stt_pocketsphinx_ms']['p50']:.0f} ms p50 for "
-            f"{e['stt_audio_s']['p50']:.1f} s of audio; espeak-ng "
-            f"{e['tts_espeak_phrase_ms']['p50']:.1f} ms p50 for a {len(e['tts_phrase'])}-character "
-            "phrase.",
+            f"Engines alone (p50): Whisper {e['stt_whisper_ms']['p50']:.0f} ms and pocketsphinx "
+            f"{e['stt_pocketsphinx_ms']['p50']:.0f} ms for {e['stt_audio_s']['p50']:.1f} s of "
+            f"audio; for a {len(e['tts_phrase'])}-character phrase, Piper "
+            f"{e['tts_piper_first_chunk_ms']['p50']:.0f} ms to its first sentence and "
+            f"{e['tts_piper_phrase_ms']['p50']:.0f} ms in all, espeak-ng "
+            f"{e['tts_espeak_phrase_ms']['p50']:.0f} ms.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -277,13 +339,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset")
     p.add_argument("--config", default=None, help="server config (default: the embedded one)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
+    p.add_argument("--engines", default=",".join(ENGINE_SETS), help="new, old or both")
+    p.add_argument("--quality", action="store_true", help="first WER and VAD (voice_quality)")
+    p.add_argument("--semantic", default=None, metavar="EAGERNESS",
+                   help="semantic_vad with this eagerness (default: server_vad)")  # fmt: skip
     args = p.parse_args(argv)
+    sets = [x.strip() for x in args.engines.split(",") if x.strip()]
+    if any(x not in ENGINE_SETS for x in sets):
+        print(f"python -m bench.voice: unknown engine sets {sets}", file=sys.stderr)
+        return 2
+    if args.quality:
+        from . import voice_quality
+
+        quality_json = None if args.json is None else args.json + ".quality.json"
+        voice_quality.main([] if quality_json is None else ["--json", quality_json])
     chosen = [x.strip() for x in args.policies.split(",") if x.strip()]
     unknown = [x for x in chosen if x not in POLICIES]
     if unknown or args.turns < 1:
         print(f"python -m bench.voice: unknown policies {unknown} or bad --turns", file=sys.stderr)
         return 2
-    result = anyio.run(measure, args.turns, chosen, args.config)
+    td = None if args.semantic is None else {"type": "semantic_vad", "eagerness": args.semantic}
+    result = anyio.run(measure, args.turns, chosen, args.config, sets, td)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))

@@ -22,13 +22,24 @@ Rules:
    then in the conversation for the next response to see.
 5. A commit needs at least ``MIN_COMMIT_MS`` of audio (``input_audio_buffer_commit_empty``);
    the buffer holds at most ``MAX_BUFFER_S`` (VAD: speech that long is committed as it is).
+6. Bounds, so one session cannot take the CPU from the others: audio arrives at most
+   ``AUDIO_RATE_X`` times real time, after a burst of ``AUDIO_BURST_S`` (more is refused with
+   ``rate_limit_exceeded``); at most ``MAX_PENDING_STT_S`` of audio waits for or is in
+   transcription (a commit beyond it fails its transcription at once). Decoding, resampling
+   and VAD run in a worker thread, off the event loop; transcription in worker processes.
+7. When the session ends, its task group is cancelled: its transcriptions stop, queued ones
+   leave the queue and a running one's worker process is killed (and replaced).
+8. ``semantic_vad`` (:mod:`.turn`): speech ends after a shorter silence, and a transcript that
+   sounds unfinished holds the response until the user speaks again (no response for that
+   part) or the hold ends (the response goes ahead).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import anyio
 import msgspec
@@ -36,18 +47,29 @@ import numpy as np
 from anyio.abc import TaskGroup
 
 from .. import wire
+from . import turn
+from .codec import Codec, Decoder
 from .config import Speech
-from .pcm import MAX_RATE, MIN_RATE, RATE, PcmError, Resampler, Samples, decode_b64, ms_of
+from .pcm import MAX_RATE, MIN_RATE, RATE, PcmError, Samples, ms_of
 from .speech import Timelines
 from .stt import TranscriptionError
-from .vad import SpeechStarted, SpeechStopped, Vad, VadParams
+from .tts import SpeechError
+from .vad import SpeechStarted, SpeechStopped, Vad, VadEvent, VadParams, make_vad
 
 log = logging.getLogger(__name__)
 
 MIN_COMMIT_MS: Final = 100
 MAX_BUFFER_S: Final = 120
 _IDLE_KEEP_MS: Final = 2000  # VAD idle: audio kept before the current point (padding's source)
-_EAGERNESS_SILENCE_MS: Final = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
+AUDIO_RATE_X: Final = 4.0  # audio seconds a session may send per second, sustained
+AUDIO_BURST_S: Final = 60.0
+MAX_PENDING_STT_S: Final = 60.0
+_CODECS: Final[dict[str, Codec]] = {
+    "audio/pcm": "pcm16",
+    "audio/pcmu": "pcmu",
+    "audio/pcma": "pcma",
+}
+_FORMATS: Final[dict[Codec, str]] = {v: k for k, v in _CODECS.items()}
 
 
 class AudioError(wire.ProtocolError):
@@ -63,8 +85,9 @@ class TurnDetection(msgspec.Struct, frozen=True):
     silence_duration_ms: int = 500
     create_response: bool = True
     interrupt_response: bool = True
-    type: str = "server_vad"
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
     idle_timeout_ms: int | None = None  # accepted, not acted on
+    eagerness: turn.Eagerness = "auto"  # semantic_vad
 
     @property
     def vad(self) -> VadParams:
@@ -75,14 +98,19 @@ class AudioSettings(msgspec.Struct, frozen=True):
     """The session's effective audio settings (``session.audio``)."""
 
     input_rate: int = RATE
+    input_codec: Codec = "pcm16"
+    output_codec: Codec = "pcm16"
     turn_detection: TurnDetection | None = TurnDetection()
     language: str | None = None
     prompt: str | None = None
     voice: str | None = None
     speed: float = 1.0
 
-    def merged(self, p: wire.AudioParams | None) -> AudioSettings:
-        """``p`` over these settings; :class:`AudioError` (and nothing changed) if invalid."""
+    def merged(
+        self, p: wire.AudioParams | None, check_voice: Callable[[str], None] | None = None
+    ) -> AudioSettings:
+        """``p`` over these settings; :class:`AudioError` (and nothing changed) if invalid.
+        ``check_voice`` raises :class:`SpeechError` for a voice the synthesiser lacks."""
         if p is None:
             return self
         changes: dict[str, object] = {}
@@ -90,6 +118,7 @@ class AudioSettings(msgspec.Struct, frozen=True):
             i = p.input
             if i.format is not None:
                 changes["input_rate"] = _rate(i.format, "session.audio.input.format")
+                changes["input_codec"] = _CODECS[i.format.type]
             if i.transcription is not None:
                 changes["language"] = i.transcription.language
                 changes["prompt"] = i.transcription.prompt
@@ -97,13 +126,23 @@ class AudioSettings(msgspec.Struct, frozen=True):
                 changes["turn_detection"] = _turn_detection(self.turn_detection, i.turn_detection)
         if p.output is not None:
             o = p.output
-            if o.format is not None and _rate(o.format, "session.audio.output.format") != RATE:
-                raise AudioError(
-                    "unsupported_parameter",
-                    f"output audio is PCM16 at {RATE} Hz",
-                    param="session.audio.output.format.rate",
-                )
+            if o.format is not None:
+                codec = _CODECS[o.format.type]
+                if codec == "pcm16" and _rate(o.format, "session.audio.output.format") != RATE:
+                    raise AudioError(
+                        "unsupported_parameter",
+                        f"output audio is PCM16 at {RATE} Hz, or audio/pcmu or audio/pcma",
+                        param="session.audio.output.format.rate",
+                    )
+                changes["output_codec"] = codec
             if o.voice is not None:
+                if check_voice is not None:
+                    try:
+                        check_voice(o.voice)
+                    except SpeechError as exc:
+                        raise AudioError(
+                            "invalid_value", str(exc), param="session.audio.output.voice"
+                        ) from None
                 changes["voice"] = o.voice
             if o.speed is not None:
                 if not 0.25 <= o.speed <= 1.5:
@@ -120,31 +159,38 @@ class AudioSettings(msgspec.Struct, frozen=True):
         td = self.turn_detection
         return wire.AudioParams(
             input=wire.AudioInputParams(
-                format=wire.AudioFormat("audio/pcm", self.input_rate),
+                format=_format(self.input_codec, self.input_rate),
                 transcription=wire.TranscriptionParams(stt_name, self.language, self.prompt),
                 turn_detection=None
                 if td is None
                 else wire.TurnDetectionParams(
-                    type="server_vad",
+                    type=td.type,
                     threshold=td.threshold,
                     prefix_padding_ms=td.prefix_padding_ms,
                     silence_duration_ms=td.silence_duration_ms,
                     idle_timeout_ms=td.idle_timeout_ms,
                     create_response=td.create_response,
                     interrupt_response=td.interrupt_response,
+                    eagerness=td.eagerness if td.type == "semantic_vad" else None,
                 ),
             ),
             output=wire.AudioOutputParams(
-                format=wire.AudioFormat("audio/pcm", RATE), voice=self.voice, speed=self.speed
+                format=_format(self.output_codec, RATE), voice=self.voice, speed=self.speed
             ),
         )
 
 
+def _format(codec: Codec, rate: int) -> wire.AudioFormat:
+    return wire.AudioFormat(_FORMATS[codec], rate if codec == "pcm16" else 8000)  # type: ignore[arg-type]
+
+
 def _rate(f: wire.AudioFormat, param: str) -> int:
-    if f.type != "audio/pcm":
-        raise AudioError(
-            "unsupported_parameter", f"only audio/pcm is supported, not {f.type}", param=param
-        )
+    if f.type != "audio/pcm":  # G.711: 8 kHz, always
+        if f.rate not in (None, 8000):
+            raise AudioError(
+                "invalid_value", f"{f.type} is 8000 Hz", param=f"{param}.rate"
+            )
+        return 8000
     rate = RATE if f.rate is None else f.rate
     if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioError(
@@ -175,8 +221,12 @@ def _turn_detection(
                     "invalid_value", f"{name} must be in [0, 10000]", param=f"{where}.{name}"
                 )
             changes[name] = value
+    if p.type is not None:
+        changes["type"] = p.type
+    if p.eagerness is not None:
+        changes["eagerness"] = p.eagerness
     if p.type == "semantic_vad" and p.silence_duration_ms is None:
-        changes["silence_duration_ms"] = _EAGERNESS_SILENCE_MS[p.eagerness or "auto"]
+        changes["silence_duration_ms"] = turn.SILENCE_MS[p.eagerness or "auto"]
     if p.create_response is not None:
         changes["create_response"] = p.create_response
     if p.interrupt_response is not None:
@@ -219,8 +269,9 @@ class AudioSession:
         self._create = create_response
         self._tg = task_group
         self._ids = ids
-        self._vad = Vad(self.settings.turn_detection.vad if self.settings.turn_detection else None)
-        self._resampler: Resampler | None = None
+        # made by the first append, in its thread: loading Silero's model takes ~10-60 ms
+        self._vad: Vad | None = None
+        self._decoder = Decoder()
         self._chunks: list[Samples] = []
         self._buffered = 0  # samples in _chunks
         self._base = 0  # session sample index of the buffer's first sample
@@ -229,35 +280,67 @@ class AudioSession:
         self._speech_start = 0  # session sample index where the current speech starts
         self._order = anyio.Lock()  # transcriptions finish in commit order
         self._warmed = False
+        self._pending_stt = 0  # samples waiting for or in transcription
+        self._speeches = 0  # speech starts so far (a held turn checks whether one came)
+        self._audio_tokens = AUDIO_BURST_S  # the audio rate budget, in audio seconds
+        self._audio_at = time.monotonic()
 
     # -- settings
 
     def configure(self, settings: AudioSettings) -> None:
         old, self.settings = self.settings, settings
-        if settings.input_rate != old.input_rate:
-            self._resampler = None
+        if (settings.input_rate, settings.input_codec) != (old.input_rate, old.input_codec):
+            self._decoder = Decoder(settings.input_codec, settings.input_rate)
         td = settings.turn_detection
-        if td is not None:
-            self._vad.configure(td.vad)
-        if old.turn_detection is not None and td is None and self._vad.speaking:
-            self._vad.reset()
+        vad = self._vad
+        if td is not None and vad is not None:
+            vad.configure(td.vad)
+        if old.turn_detection is not None and td is None and vad is not None and vad.speaking:
+            vad.reset()
             self._speech_item = None
 
     # -- events
 
+    def _charge(self, n_bytes: int) -> None:
+        """Rule 6: spend ``n_bytes`` of input from the audio rate budget, or refuse them."""
+        d = self._decoder
+        seconds = n_bytes / ((2 if d.codec == "pcm16" else 1) * d.rate)
+        now = time.monotonic()
+        self._audio_tokens = min(
+            AUDIO_BURST_S, self._audio_tokens + (now - self._audio_at) * AUDIO_RATE_X
+        )
+        self._audio_at = now
+        if seconds > self._audio_tokens:
+            raise AudioError(
+                "rate_limit_exceeded",
+                f"audio is arriving faster than {AUDIO_RATE_X:g}x real time: "
+                "this append was dropped",
+            )
+        self._audio_tokens -= seconds
+
+    def _decode(self, raw: bytes, vad: bool) -> tuple[Samples, list[VadEvent]]:
+        """In a worker thread: bytes → 24 kHz samples → VAD events."""
+        samples = self._decoder.samples(raw)
+        if self._vad is None:
+            td = self.settings.turn_detection
+            self._vad = make_vad(self.speech.vad, td.vad if td else None)
+        return samples, (self._vad.feed(samples) if vad else [])
+
     async def append(self, audio: str) -> None:
         try:
-            samples = decode_b64(audio)
+            raw = self._decoder.raw(audio)
+            if self._decoder.codec == "pcm16" and len(raw) % 2:
+                raise PcmError("PCM16 audio must have an even number of bytes")
         except PcmError as exc:
             raise AudioError("invalid_audio", str(exc), param="audio") from None
+        self._charge(len(raw))
         if not self._warmed:
             self._warmed = True
             self._tg.start_soon(self._warm)
-        rate = self.settings.input_rate
-        if rate != RATE:
-            if self._resampler is None or self._resampler.src != rate:
-                self._resampler = Resampler(rate, RATE)
-            samples = self._resampler.feed(samples)
+        td = self.settings.turn_detection
+        # decoding, resampling and the VAD's network are CPU work: off the event loop (the
+        # session handles its events one at a time, so appends stay in order)
+        samples, events = await anyio.to_thread.run_sync(self._decode, raw, td is not None)
         full = self._buffered + len(samples) > MAX_BUFFER_S * RATE
         if full and self.settings.turn_detection is None:
             raise AudioError(
@@ -267,23 +350,29 @@ class AudioSession:
         self._chunks.append(samples)
         self._buffered += len(samples)
         self._received += len(samples)
-        td = self.settings.turn_detection
         if td is None:
             return
-        for event in self._vad.feed(samples):
+        for event in events:
             match event:
                 case SpeechStarted():
                     await self._started(event, td)
                 case SpeechStopped():
                     self._stopped(event)
-        if self._vad.speaking and self._received - self._speech_start > MAX_BUFFER_S * RATE:
-            self._vad.reset()
+        vad = self._vad
+        assert vad is not None  # made by _decode
+        if vad.speaking and self._received - self._speech_start > MAX_BUFFER_S * RATE:
+            vad.reset()
             self._stopped(SpeechStopped(self._ms(self._received), self._ms(self._received)))
-        elif not self._vad.speaking:
+        elif not vad.speaking:
             self._trim(self._received - _IDLE_KEEP_MS * RATE // 1000)
 
     def commit(self) -> None:
         """The client's commit: everything buffered becomes a user item."""
+        tail = self._decoder.flush()
+        if len(tail):
+            self._chunks.append(tail)
+            self._buffered += len(tail)
+            self._received += len(tail)
         if ms_of(self._buffered) < MIN_COMMIT_MS:
             raise AudioError(
                 "input_audio_buffer_commit_empty",
@@ -292,13 +381,15 @@ class AudioSession:
             )
         item_id = self._speech_item or self._ids("item")
         self._speech_item = None
-        self._vad.reset(self._ms(self._received))
+        if self._vad is not None:
+            self._vad.reset(self._ms(self._received))
         self._commit(item_id, self._base, self._received, respond=False)
 
     def clear(self) -> None:
         self._chunks, self._buffered, self._base = [], 0, self._received
         self._speech_item = None
-        self._vad.reset(self._ms(self._received))
+        if self._vad is not None:
+            self._vad.reset(self._ms(self._received))
         self._emit(wire.InputAudioBufferCleared())
 
     def heard(self, item_id: str, audio_end_ms: int) -> int | None:
@@ -325,12 +416,15 @@ class AudioSession:
         return sample * 1000 // RATE
 
     async def _warm(self) -> None:
-        try:
-            await self.speech.stt.warm()
-        except Exception:  # the first transcription will report it
-            log.debug("stt warm-up failed", exc_info=True)
+        """Load the recogniser and the synthesiser now, so the first turn does not wait."""
+        for engine in (self.speech.stt, self.speech.tts):
+            try:
+                await engine.warm()
+            except Exception:  # the first job will report it
+                log.debug("%s warm-up failed", engine.name, exc_info=True)
 
     async def _started(self, event: SpeechStarted, td: TurnDetection) -> None:
+        self._speeches += 1
         self._speech_item = self._ids("item")
         self._speech_start = max(self._base, event.audio_start_ms * RATE // 1000)
         self._emit(
@@ -374,6 +468,13 @@ class AudioSession:
 
     def _commit(self, item_id: str, start: int, end: int, *, respond: bool) -> None:
         samples = self._take(start, end)
+        if self._pending_stt + len(samples) > MAX_PENDING_STT_S * RATE:
+            # rule 6: the item is still added (the audio was committed), untranscribed
+            respond = False
+            over = True
+        else:
+            over = False
+            self._pending_stt += len(samples)
         previous = self._conversation.last_id
         self._emit(wire.InputAudioBufferCommitted(item_id=item_id, previous_item_id=previous))
         part = wire.InputAudio()
@@ -381,12 +482,29 @@ class AudioSession:
         after = self._conversation.add(item)
         self._emit(wire.ConversationItemAdded(item=item, previous_item_id=after))
         self._emit(wire.ConversationItemDone(item=item, previous_item_id=after))
+        if over:
+            self._failed(
+                item_id,
+                "rate_limit_exceeded",
+                f"more than {MAX_PENDING_STT_S:g} s of this session's audio is waiting for "
+                "transcription: this item was not transcribed",
+            )
+            return
         self._tg.start_soon(self._transcribe, item_id, part, samples, respond)
 
     async def _transcribe(
         self, item_id: str, part: wire.InputAudio, samples: Samples, respond: bool
     ) -> None:
+        try:
+            await self._transcribe_in_order(item_id, part, samples, respond)
+        finally:
+            self._pending_stt -= len(samples)
+
+    async def _transcribe_in_order(
+        self, item_id: str, part: wire.InputAudio, samples: Samples, respond: bool
+    ) -> None:
         s = self.settings
+        speeches = self._speeches
         async with self._order:
             try:
                 text = await self.speech.stt.transcribe(
@@ -411,10 +529,15 @@ class AudioSession:
             )
             if not (respond and text and not self._responding()):
                 return
-            try:
-                await self._create()
-            except wire.ProtocolError as exc:  # e.g. a key's policy refused it
-                self._emit(wire.error_event(exc))
+        td = s.turn_detection
+        if td is not None and td.type == "semantic_vad" and turn.unfinished(text):
+            await anyio.sleep(turn.HOLD_MS[td.eagerness] / 1000)  # rule 8
+            if self._speeches != speeches or self._responding():
+                return  # the user went on: the response to what follows answers both
+        try:
+            await self._create()
+        except wire.ProtocolError as exc:  # e.g. a key's policy refused it
+            self._emit(wire.error_event(exc))
 
     def _failed(self, item_id: str, code: str, message: str) -> None:
         self._emit(

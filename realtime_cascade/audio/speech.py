@@ -33,7 +33,8 @@ import anyio
 import numpy as np
 
 from .. import wire
-from .pcm import RATE, Samples, encode_b64, ms_of
+from .codec import Encoder
+from .pcm import RATE, Samples, ms_of
 from .tts import SpeechError, Synthesizer, Word
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ class SpeechTrack:
     voice: str | None = None
     speed: float = 1.0
     on_error: Callable[[str], None] | None = None
+    encoder: Encoder = field(default_factory=Encoder)  # the session's output format
     first_audio_at: float | None = None  # anyio.current_time() of the first audio delta
     _queue: deque[_Phrase | _Then] = field(default_factory=deque)
     _busy: bool = False
@@ -340,6 +342,17 @@ class SpeechTrack:
             if self._errors == 1 and self.on_error is not None:
                 self.on_error(str(exc))
         finally:
+            tail = self.encoder.flush() if parts else ""
+            if tail and not self._cancelled:
+                self._emit(
+                    wire.ResponseOutputAudioDelta(
+                        response_id=self.response_id,
+                        item_id=item.item_id,
+                        output_index=item.output_index,
+                        content_index=item.content_index,
+                        delta=tail,
+                    )
+                )
             if phrase.transcript and parts:
                 item.timeline.add(text, offset, start_ms, np.concatenate(parts), words)
 
@@ -356,7 +369,7 @@ class SpeechTrack:
                     item_id=item.item_id,
                     output_index=item.output_index,
                     content_index=item.content_index,
-                    delta=encode_b64(piece),
+                    delta=self.encoder.encode(piece),
                 )
             )
 

@@ -168,7 +168,7 @@ class Settings:
         effective = apply_overrides(self.profile.params, overrides)
         if self.check is not None:
             self.check(overrides, effective)
-        audio = self.audio.merged(p.audio)
+        audio = self.audio.merged(p.audio, self.speech.tts.check_voice)
         self.overrides, self.effective, self.audio = overrides, effective, audio
         if p.output_modalities is not None:
             self.output_modalities = p.output_modalities

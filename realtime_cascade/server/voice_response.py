@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from anyio.abc import TaskGroup
 
 from .. import wire
+from ..audio.codec import Encoder
 from ..audio.session import AudioSession
 from ..audio.speech import ItemAudio, SpeechTrack, Timelines
 from ..core import Action, Filler, TurnTrace
@@ -151,7 +152,15 @@ def voice_builder(
     """The builder of a spoken response (``output_modalities: ["audio"]``), speaking with the
     session's voice settings and keeping its word timelines (for truncation)."""
     s = audio.settings
-    track = SpeechTrack(audio.speech.tts, writer, send, response.id, voice=s.voice, speed=s.speed)
+    track = SpeechTrack(
+        audio.speech.tts,
+        writer,
+        send,
+        response.id,
+        voice=s.voice,
+        speed=s.speed,
+        encoder=Encoder(s.output_codec),
+    )
     return VoiceResponseBuilder(
         response,
         writer,

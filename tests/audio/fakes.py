@@ -54,6 +54,10 @@ class FakeTts:
         self.chunks = chunks
         self.spoken: list[str] = []
 
+    def check_voice(self, voice: str) -> None:
+        if voice.startswith("missing"):
+            raise SpeechError(f"fake-tts has no voice {voice!r}")
+
     async def synthesize(
         self, text: str, *, voice: str | None = None, speed: float = 1.0
     ) -> AsyncIterator[SpeechChunk]:

@@ -1,4 +1,5 @@
-"""Spoken test input: espeak-ng speech as the protocol carries it (base64 PCM16, 24 kHz)."""
+"""Spoken test input: Piper's speech (or espeak-ng's) as the protocol carries it (base64
+PCM16, 24 kHz)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import functools
 import numpy as np
 
 from realtime_cascade.audio.pcm import RATE, Samples, encode_b64
-from realtime_cascade.audio.tts import EspeakSynthesizer
+from realtime_cascade.audio.tts.espeak import speak_here
+from realtime_cascade.audio.tts.piper import PiperEngine
 
 # The request the acceptance tests speak. Picked for what pocketsphinx's general English model
 # decodes exactly from espeak-ng's voice; it asks the booking agent to search for a table.
@@ -16,9 +18,18 @@ BARGE_IN = "Wait, stop."
 
 
 @functools.cache
-def speak(text: str, lead_ms: int = 300, tail_ms: int = 900) -> Samples:
-    """``text`` spoken by espeak-ng at 24 kHz, with silence around it (as a microphone gives)."""
-    speech = EspeakSynthesizer().speak(text).samples
+def _piper() -> PiperEngine:
+    return PiperEngine(None, 1, (None, None))
+
+
+@functools.cache
+def speak(text: str, lead_ms: int = 300, tail_ms: int = 900, engine: str = "piper") -> Samples:
+    """``text`` spoken by Piper (or ``engine="espeak"``) at 24 kHz, with silence around it (as
+    a microphone gives)."""
+    if engine == "piper":
+        speech = np.concatenate([c.samples for c in _piper().synthesize(text, None, 1.0)])
+    else:
+        speech = speak_here(text).samples
     silence = np.zeros(lead_ms * RATE // 1000, dtype=np.int16)
     tail = np.zeros(tail_ms * RATE // 1000, dtype=np.int16)
     out: Samples = np.concatenate((silence, speech, tail))

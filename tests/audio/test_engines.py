@@ -58,10 +58,11 @@ async def test_espeak_speaks_with_word_timings() -> None:
 async def test_pocketsphinx_transcribes_espeak() -> None:
     stt = PocketsphinxTranscriber()
     await stt.warm()
-    assert await stt.transcribe(speak(REQUEST)) == "do you have a table for two tomorrow evening"
+    heard = await stt.transcribe(speak(REQUEST, engine="espeak"))
+    assert heard == "do you have a table for two tomorrow evening"
     assert await stt.transcribe(np.zeros(RATE, dtype=np.int16)) == ""
     with pytest.raises(TranscriptionError) as info:
-        await stt.transcribe(speak(REQUEST), language="fr")
+        await stt.transcribe(speak(REQUEST, engine="espeak"), language="fr")
     assert info.value.code == "unsupported_language"
 
 
@@ -71,9 +72,10 @@ async def test_pocketsphinx_transcript_depends_on_the_audio_alone() -> None:
     # it (the tail silence cut to 500 ms) came back "u have a table…" when the worker had
     # decoded it before: the decoder's noise estimate carried over from one utterance to the next.
     stt = PocketsphinxTranscriber(PocketsphinxConfig(decoders=1))
-    request = speak(REQUEST)[: 2900 * RATE // 1000]
+    request = speak(REQUEST, engine="espeak")[: 2900 * RATE // 1000]
     try:
-        heard = [await stt.transcribe(audio) for audio in (request, request, speak(BARGE_IN))]
+        barge_in = speak(BARGE_IN, engine="espeak")
+        heard = [await stt.transcribe(audio) for audio in (request, request, barge_in)]
         heard.append(await stt.transcribe(request))
     finally:
         await stt.aclose()
@@ -216,11 +218,11 @@ name = "only"
         config_mod.build_profile(cfg, "default")
     monkeypatch.setenv("TEST_STT_KEY", "sk-x")
     speech = config_mod.build_profile(cfg, "default").speech
-    assert speech is not None and speech.stt.name == "openai" and speech.tts.name == "espeak"
+    assert speech is not None and speech.stt.name == "openai" and speech.tts.name == "piper"
     local = config_mod.build_profile(cfg, "local").speech  # its own table: embedded stt
-    assert local is not None and local.stt.name == "pocketsphinx"
+    assert local is not None and local.stt.name == "whisper" and local.vad == "silero"
     assert isinstance(local.tts, EspeakSynthesizer) and local.tts.voice == "en-gb"
     with pytest.raises(config_mod.ConfigError, match="kind"):
-        config_mod.loads(text.replace('kind = "openai"', 'kind = "whisper"'))
+        config_mod.loads(text.replace('kind = "openai"', 'kind = "vosk"'))
     speech = build_speech(AudioConfig(tts=OpenAITts(api_key_env="")))
     assert isinstance(speech.tts, OpenAISpeech)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from realtime_cascade import config as config_mod
+from realtime_cascade.audio import turn
+from realtime_cascade.audio.codec import g711_decode, g711_encode
 from realtime_cascade.audio.config import Speech
 from realtime_cascade.audio.pcm import RATE, encode_b64, resample
 from realtime_cascade.server.app import RealtimeServer
@@ -41,7 +44,7 @@ def tts() -> FakeTts:
 async def server(stt: FakeStt, tts: FakeTts) -> AsyncIterator[RealtimeServer]:
     cfg = config_mod.load()
     profile = config_mod.build_profile(cfg, "default")
-    profile.speech = Speech(stt, tts)
+    profile.speech = Speech(stt, tts, vad="energy")  # the tones here are not speech to Silero
     async with RealtimeServer(cfg, host="127.0.0.1", port=0, profiles={"default": profile}) as srv:
         yield srv
 
@@ -243,3 +246,86 @@ async def test_interrupt_response_false_lets_the_answer_finish(server: RealtimeS
         await send_audio(c, utterance())
         events = await c.until("response.done")
         assert events[-1]["response"]["status"] == "completed"
+
+
+async def test_telephony_audio_in_and_out(server: RealtimeServer, stt: FakeStt) -> None:
+    async with raw(server) as c:
+        await c.send({"type": "session.update", "session": {"output_modalities": ["audio"],
+            "audio": {"input": {"format": {"type": "audio/pcmu"}},
+                      "output": {"format": {"type": "audio/pcma"}}}}})  # fmt: skip
+        session = (await c.until("session.updated"))[-1]["session"]
+        assert session["audio"]["input"]["format"] == {"type": "audio/pcmu", "rate": 8000}
+        assert session["audio"]["output"]["format"] == {"type": "audio/pcma", "rate": 8000}
+        mulaw = g711_encode(resample(utterance(), RATE, 8000), "pcmu")
+        for i in range(0, len(mulaw), 800):  # 100 ms appends, one byte a sample
+            chunk = base64.b64encode(mulaw[i : i + 800]).decode()
+            await c.send({"type": "input_audio_buffer.append", "audio": chunk})
+        events = await c.until("response.done")
+    assert events[kinds(events).index("input_audio_buffer.speech_stopped")]["audio_end_ms"] in (
+        range(1560, 1640)
+    )
+    assert abs(len(stt.heard[0]) - 1600 * RATE // 1000) < RATE // 25  # as PCM16 at 24 kHz
+    out = b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
+    )
+    spoken = "".join(
+        e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"
+    )
+    # A-law at 8 kHz: one byte a sample; the fake voice gives MS_PER_CHAR per character
+    assert abs(len(out) - len(spoken) * MS_PER_CHAR * 8) <= 8 * 30
+    assert np.abs(g711_decode(out, "pcma").astype(int)).max() > 500
+
+
+async def test_g711_rates_are_fixed(server: RealtimeServer) -> None:
+    async with raw(server) as c:
+        await c.send({"type": "session.update", "session": {"audio": {"input": {
+            "format": {"type": "audio/pcmu", "rate": 16000}}}}})  # fmt: skip
+        error = (await c.until("error"))[-1]["error"]
+        assert error["param"] == "session.audio.input.format.rate"
+
+
+@pytest.mark.parametrize(
+    ("stt", "answered"),
+    [(FakeStt("I'd like a table for two and"), False), (FakeStt("A table for two."), True)],
+)
+async def test_semantic_vad_waits_on_an_unfinished_sentence(
+    server: RealtimeServer, stt: FakeStt, answered: bool
+) -> None:
+    async with raw(server) as c:
+        await c.send({"type": "session.update", "session": {"audio": {"input": {
+            "turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}})  # fmt: skip
+        td = (await c.until("session.updated"))[-1]["session"]["audio"]["input"]["turn_detection"]
+        assert (td["type"], td["eagerness"], td["silence_duration_ms"]) == (
+            "semantic_vad", "high", turn.SILENCE_MS["high"])  # fmt: skip
+        await send_audio(c, utterance())
+        events = await c.until("conversation.item.input_audio_transcription.completed")
+        # the user goes on speaking before the hold (1 s at "high") ends
+        await send_audio(c, np.concatenate((tone(300), silence(100))))
+        events += await c.until("input_audio_buffer.speech_started", within=5)
+        assert ("response.created" in kinds(events)) is answered
+
+
+async def test_audio_faster_than_the_bound_is_refused(server: RealtimeServer) -> None:
+    async with raw(server) as c:
+        await c.send(MANUAL)
+        await c.until("session.updated")
+        five_s = encode_b64(silence(5_000))
+        for _ in range(14):  # 70 s of audio at once: past the 60 s burst
+            await c.send({"type": "input_audio_buffer.append", "audio": five_s})
+        error = (await c.until("error"))[-1]["error"]
+        assert error["code"] == "rate_limit_exceeded"
+        await c.send({"type": "input_audio_buffer.commit"})  # the session goes on
+        await c.until("input_audio_buffer.committed")
+
+
+async def test_an_unknown_voice_is_refused(server: RealtimeServer) -> None:
+    async with raw(server) as c:
+        await c.send({"type": "session.update",
+                      "session": {"audio": {"output": {"voice": "missing-voice"}}}})  # fmt: skip
+        error = (await c.until("error"))[-1]["error"]
+        assert error["param"] == "session.audio.output.voice"
+        await c.send({"type": "session.update", "session": {"audio": {"output": {
+            "voice": "alloy"}}}})  # fmt: skip
+        assert (await c.until("session.updated"))[-1]["session"]["audio"]["output"]["voice"] == (
+            "alloy"
+        )

@@ -1,7 +1,7 @@
 """Acceptance: a spoken request through the official ``openai`` SDK's GA realtime client.
 
-The request is synthesised with espeak-ng and streamed as audio (base64 PCM16, 24 kHz) with
-``input_audio_buffer.append``; server VAD finds the speech, pocketsphinx transcribes it, the
+The request is synthesised with Piper and streamed as audio (base64 PCM16, 24 kHz) with
+``input_audio_buffer.append``; server VAD finds the speech, Whisper transcribes it, the
 booking profile's cascade answers with a tool call (a table search), the client runs the tool,
 and the answer comes back as speech: ``response.output_audio.delta`` and its transcript.
 The second test speaks over that answer: the response is cancelled and the client's
@@ -139,7 +139,7 @@ async def test_spoken_request_gets_a_spoken_answer(server: RealtimeServer) -> No
     final = next(e for e in answer if e.type == "response.output_audio_transcript.done")
     assert final.transcript == transcript
     assert "has tables for 2" in transcript  # the search's result, read out
-    # about 14-20 characters a second at espeak's 175 words a minute
+    # about 8-25 characters a second (Piper's voice speaks at a natural rate)
     seconds = audio_ms(answer) / 1000
     assert len(transcript) / 25 < seconds < len(transcript) / 8
     part = done.output[0].content[0]

@@ -1,8 +1,8 @@
 """The console's server voice mode, with a WAV file as the microphone.
 
-Chromium's fake capture device plays a WAV made with espeak-ng (the spoken request, then
+Chromium's fake capture device plays a WAV made with Piper (the spoken request, then
 silence) into ``getUserMedia``; the page's AudioWorklet turns it into PCM16 appends, the server's
-VAD and pocketsphinx make a user turn of it, and the spoken answer comes back as audio deltas
+VAD and Whisper make a user turn of it, and the spoken answer comes back as audio deltas
 that the page plays through Web Audio while it shows their transcript.
 """
 
