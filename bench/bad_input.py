@@ -10,7 +10,14 @@ Attackers send, over WebSocket to an in-process server on the embedded sim tiers
 - fixed sets: invalid UTF-8 in text frames, deep nesting (10 … 100,000 levels), huge strings
   (below the soft frame limit, above it, above the hard limit), invalid base64 audio;
 - floods: clients that send thousands of events without reading, against a second server with
-  the default rate limits.
+  the default rate limits;
+- generated variants of the hostile classes (issue 12): HTTP handshakes with duplicate
+  ``Authorization`` / ``Origin`` / ``Host`` headers and NUL, over-long, percent-encoded or
+  traversing path components (each must get a 4xx or a 101, never a 5xx or silence); huge
+  ``conversation.item.create`` items and item floods past the conversation caps (the served
+  process has ``max_item_bytes`` below the frame limit, so ``item_too_large`` and
+  ``conversation_limit`` are both reached); ping/pong control frames interleaved with events;
+  ``session.update`` with oversized or odd voices and instructions.
 
 After every frame an attacker sends a sentinel (``conversation.item.retrieve`` of an id that
 does not exist) and reads up to the sentinel's ``error``: so every frame is answered before the
@@ -59,10 +66,15 @@ class Category:
     errors: int = 0  # error events received (any)
     closes: Counter[int] = field(default_factory=Counter)
     internal_errors: int = 0
+    http: Counter[int] = field(default_factory=Counter)  # handshakes: status (0: no answer)
+    # handshakes whose request line is not ASCII (not HTTP/1.1): websockets closes the
+    # connection without a response, by design; an answer, not a crash
+    dropped_not_http: int = 0
 
     def row(self) -> dict[str, Any]:
         out = asdict(self)
         out["closes"] = dict(sorted(self.closes.items()))
+        out["http"] = dict(sorted(self.http.items()))
         return out
 
 
@@ -89,7 +101,9 @@ class Report:
         internal = sum(c.internal_errors for c in self.categories)
         c1011 = sum(c.closes.get(1011, 0) for c in self.categories)
         lost = self.bystander_turns - self.bystander_completed
-        return len(self.error_logs) + unanswered + internal + c1011 + lost
+        # a handshake answered 5xx, or not answered at all
+        http = sum(n for c in self.categories for k, n in c.http.items() if k == 0 or k >= 500)
+        return len(self.error_logs) + unanswered + internal + c1011 + lost + http
 
     @property
     def ok(self) -> bool:
@@ -276,6 +290,222 @@ async def _fixed(server: RealtimeServer, rng: random.Random) -> list[Category]:
     return out
 
 
+_HANDSHAKE_PATHS = (
+    "/v1/realtime",
+    "/v1/realtime?model=",
+    "/",
+    "/healthz",
+    "/%00",
+    "/v1/realtime%00",
+    "/v1/realtime/../healthz",
+    "/../../../etc/passwd",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "//etc//passwd",
+    "/%ff%fe%fd",
+    "/\\..\\..\\boot.ini",
+    "/index.html%00.js",
+    "/%c0%ae%c0%ae/",
+)
+
+
+def _handshake_request(rng: random.Random, port: int) -> tuple[bytes, bool, bool]:
+    """One hostile handshake and whether it must be refused (4xx): duplicated headers, NUL and
+    over-long path components, traversal, odd percent-encoding, in random combinations."""
+    path = rng.choice(_HANDSHAKE_PATHS)
+    match rng.randrange(5):
+        case 0:  # over-long: a component, a query, or many components
+            n = rng.choice((300, 4000, 9000, 20_000, 70_000))
+            path = rng.choice((f"/{'a' * n}", f"/v1/realtime?model={'m' * n}", "/x" * (n // 2)))
+        case 1:  # NUL, raw or encoded, somewhere in the path
+            cut = rng.randrange(1, len(path) + 1)
+            path = path[:cut] + rng.choice(("\x00", "%00", "\x00\x00", "%2500")) + path[cut:]
+        case 2:  # control characters and bytes that are not ASCII
+            path = path + rng.choice(("\x01", "\x7f", "\xe9", "\u2028", "\t"))
+        case _:
+            pass
+    host = f"127.0.0.1:{port}"
+    headers: list[tuple[str, str]] = [
+        ("Host", host),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    dup = rng.sample(("Authorization", "Origin", "Host"), rng.randrange(0, 4))
+    for name in dup:
+        values = {
+            "Authorization": (f"Bearer k{rng.randrange(9)}", "Bearer ", "Basic Zm9vOmJhcg=="),
+            "Origin": (f"http://{host}", "http://evil.example", "null"),
+            "Host": (host, "evil.example", "localhost"),
+        }[name]
+        existing = [v for k, v in headers if k == name]
+        headers.extend((name, rng.choice(values)) for _ in range(1 if existing else 2))
+    rng.shuffle(headers)
+    if rng.random() < 0.3:  # case games: the same header under two spellings
+        headers = [(k.upper() if rng.random() < 0.5 else k.lower(), v) for k, v in headers]
+    lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers), "", ""]
+    raw = "\r\n".join(lines).encode("utf-8", "surrogateescape")
+    return raw, bool(dup), path.isascii()
+
+
+async def _handshakes(server: RealtimeServer, rng: random.Random, n: int) -> Category:
+    cat = Category("hostile handshakes (dup headers, odd paths)")
+    port = server.port
+    for _ in range(n):
+        raw, must_refuse, is_http = _handshake_request(rng, port)
+        cat.frames += 1
+        cat.refused += must_refuse
+        status = 0
+        try:
+            with anyio.fail_after(10):
+                async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                    await stream.send(raw)
+                    head = b""
+                    while b"\r\n" not in head and len(head) < 4096:
+                        head += await stream.receive()
+            status = int(head.split(b" ", 2)[1])
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            status = 0
+        except (IndexError, ValueError):
+            status = 0
+        if status == 0 and not is_http:
+            cat.dropped_not_http += 1
+            cat.refused_answered += must_refuse
+            continue
+        cat.http[status] += 1
+        if must_refuse and 400 <= status < 500:
+            cat.refused_answered += 1
+    return cat
+
+
+def _item(text: str, item_id: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": text}],
+    }
+    if item_id is not None:
+        item["id"] = item_id
+    return item
+
+
+async def _huge_items(server: RealtimeServer, rng: random.Random, n: int) -> Category:
+    """Items around and past ``max_item_bytes`` and the frame limit, until the conversation's
+    byte cap refuses every further one."""
+    cat = Category("huge items (item and conversation byte caps)")
+    attacker = _Attacker(server, cat)
+    item_cap = server.limits.max_item_bytes
+    frame_cap = server.limits.max_frame_bytes
+    for i in range(n):
+        size = max(1, item_cap + rng.randint(-item_cap // 4, item_cap // 2))
+        if rng.random() < 0.2:
+            size = rng.choice((frame_cap - 100, frame_cap + 1, 2 * frame_cap))
+        text = rng.choice(("y", "\u00e9", "\U0001f600", "\x00")) * (size // 4 or 1)
+        text = text + "z" * (size - len(text.encode()))
+        event: dict[str, Any] = {"type": "conversation.item.create", "item": _item(text)}
+        if rng.random() < 0.3:
+            event["previous_item_id"] = rng.choice(("root", "nope", f"i{i}"))
+        frame = json.dumps(event)
+        over = len(text.encode()) > item_cap or len(frame.encode()) > frame_cap
+        await attacker.send(frame, refused=over)
+    await attacker.close()
+    return cat
+
+
+async def _item_flood(server: RealtimeServer, rng: random.Random, n: int) -> Category:
+    """Small items until the conversation's item cap, then ``n`` more: each of those refused."""
+    cat = Category("item floods (past the item cap)")
+    attacker = _Attacker(server, cat)
+    cap = server.limits.max_items
+    done = 0
+    while done < cap:
+        # filling up in batches, each answered by one sentinel: a client that does not read
+        # what it is sent is closed (1013) by design, which is not what this measures
+        ws = await attacker._connect()
+        batch = min(200, cap - done)
+        for i in range(done, done + batch):
+            text = rng.choice(("", "a", "hi " * rng.randrange(1, 20), "\u200b" * 3))
+            item_id = rng.choice((None, f"flood_{i}"))
+            event = {"type": "conversation.item.create", "item": _item(text, item_id)}
+            await ws.send(json.dumps(event))
+        done += batch
+        await attacker.send(
+            json.dumps({"type": "conversation.item.retrieve", "item_id": "x"}), refused=True
+        )
+        cat.frames += batch
+    for i in range(n):
+        event: dict[str, Any] = {"type": "conversation.item.create", "item": _item(f"more {i}")}
+        if rng.random() < 0.3:
+            event["previous_item_id"] = rng.choice(("root", "flood_3", "gone"))
+        await attacker.send(json.dumps(event), refused=True)
+    await attacker.close()
+    return cat
+
+
+async def _ping_pong(server: RealtimeServer, rng: random.Random, n: int) -> Category:
+    """Ping and unsolicited pong control frames (0 … 125 bytes of payload) between events."""
+    cat = Category("interleaved ping/pong")
+    attacker = _Attacker(server, cat)
+    decoder = wire.ClientDecoder()
+    limit = server.limits.max_frame_bytes
+    events = (
+        {"type": "session.update", "session": {}},
+        {"type": "input_audio_buffer.clear"},
+        {"type": "conversation.item.create", "item": _item("ping?")},
+        {"type": "response.cancel"},
+        {"type": "nope"},
+    )
+    for _ in range(n):
+        ws = await attacker._connect()
+        try:
+            for _ in range(rng.randrange(1, 6)):
+                payload = rng.randbytes(rng.randrange(126))
+                if rng.random() < 0.5:
+                    await ws.ping(payload)
+                else:
+                    await ws.pong(payload)
+        except ConnectionClosed as exc:
+            cat.closes[exc.rcvd.code if exc.rcvd is not None else 1006] += 1
+            attacker.ws = None
+        frame = json.dumps(rng.choice(events))
+        await attacker.send(frame, refused=_refused(decoder, frame, limit))
+    await attacker.close()
+    return cat
+
+
+async def _session_updates(server: RealtimeServer, rng: random.Random, n: int) -> Category:
+    """``session.update`` with oversized, empty, NUL or unknown voices and instructions."""
+    cat = Category("session.update voices / instructions")
+    attacker = _Attacker(server, cat)
+    decoder = wire.ClientDecoder()
+    limit = server.limits.max_frame_bytes
+    for _ in range(n):
+        session: dict[str, Any] = {}
+        size = rng.choice((0, 1, 100, 10_000, limit // 2, limit - 300, limit + 1, 2 * limit))
+        if rng.random() < 0.6:
+            session["voice"] = rng.choice(
+                (
+                    "",
+                    "\x00",
+                    "en-us\x00",
+                    "../../etc/passwd",
+                    "v" * min(size, limit + 1),
+                    "\u00e9" * 50,
+                    "alloy",
+                    "en-us",
+                    "nope",
+                )
+            )
+        if rng.random() < 0.6 or not session:
+            session["instructions"] = rng.choice(("i", "\x00", "\U0001f600")) * size
+        if rng.random() < 0.2:
+            session["modalities"] = rng.choice((["audio", "text"], ["text"], ["audio"], []))
+        frame = json.dumps({"type": "session.update", "session": session})
+        await attacker.send(frame, refused=_refused(decoder, frame, limit))
+    await attacker.close()
+    return cat
+
+
 async def _flood(server: RealtimeServer, clients: int, events: int) -> tuple[int, int]:
     closed = 0
     sent_total = 0
@@ -315,7 +545,12 @@ async def run_bad_input(
         logger.addHandler(logs)
     base = config_mod.load()
     # the attackers answer each frame before the next: allow them more than a person types
-    fast = msgspec.structs.replace(base.server, max_events_per_second=5000.0)
+    # and an item cap below the frame limit, so that ``item_too_large`` is reachable
+    fast = msgspec.structs.replace(
+        base.server,
+        max_events_per_second=5000.0,
+        max_item_bytes=min(base.server.max_item_bytes, base.server.max_frame_bytes // 4),
+    )
     cfg = msgspec.structs.replace(base, server=fast)
     turns: list[float | None] = []
     try:
@@ -334,9 +569,17 @@ async def run_bad_input(
                     async def fixed() -> None:
                         cats.extend(await _fixed(server, rng))
 
+                    async def hostile(make: Any, n: int) -> None:
+                        cats.append(await make(server, random.Random(rng.random()), n))
+
                     for name, frames in generated.items():
                         attack.start_soon(gen, name, frames)
                     attack.start_soon(fixed)
+                    attack.start_soon(hostile, _handshakes, per_category)
+                    attack.start_soon(hostile, _huge_items, max(20, per_category // 4))
+                    attack.start_soon(hostile, _item_flood, per_category)
+                    attack.start_soon(hostile, _ping_pong, per_category)
+                    attack.start_soon(hostile, _session_updates, per_category)
                 stop.set()
             # floods, against a server with the default limits, with bystanders on it
             async with RealtimeServer(base, host="127.0.0.1", port=0) as flood_server:
@@ -361,6 +604,11 @@ async def run_bad_input(
         "deep nesting",
         "huge strings",
         "invalid base64 audio",
+        "hostile handshakes (dup headers, odd paths)",
+        "huge items (item and conversation byte caps)",
+        "item floods (past the item cap)",
+        "interleaved ping/pong",
+        "session.update voices / instructions",
     ]
     cats.sort(key=lambda c: order.index(c.name))
     return Report(
@@ -379,11 +627,15 @@ async def run_bad_input(
 
 def render(report: Report) -> str:
     lines = [
-        "| category | frames | refused | refused and answered | error events | closes |",
+        "| category | frames | refused | refused and answered | error events | closes / HTTP |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for c in report.categories:
-        closes = ", ".join(f"{k}×{v}" for k, v in sorted(c.closes.items())) or "–"
+        closes = ", ".join(f"{k}×{v}" for k, v in sorted(c.closes.items()))
+        http = ", ".join(f"HTTP {k}×{v}" for k, v in sorted(c.http.items()))
+        if c.dropped_not_http:
+            http += f", EOF (request line not ASCII)×{c.dropped_not_http}"
+        closes = ", ".join(x for x in (closes, http) if x) or "–"
         lines.append(
             f"| {c.name} | {c.frames} | {c.refused} | {c.refused_answered} | {c.errors} "
             f"| {closes} |"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from .core import (
     TurnTrace,
     Verifier,
 )
-from .providers.base import Chunk, Message, Provider, ProviderError, TierRequest
+from .providers.base import Chunk, Message, Provider, ProviderError, TierRequest, Usage
 from .providers.health import BreakerParams, ProviderHealth
 
 if TYPE_CHECKING:
@@ -210,6 +211,39 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
     return max(1, sum(len(m.content or "") for m in messages) // 4 + 4 * len(messages))
 
 
+_log = logging.getLogger(__name__)
+
+# An upstream's reported input usage is believed up to this multiple of what the runtime
+# estimated it sent (plus a floor): tokenizers differ (CJK text runs near a token a
+# character, ≈4× the estimate) and tool schemas are not in the estimate, but no honest count
+# is larger. Output usage is believed up to the tokens the tier was asked for.
+INPUT_USAGE_FACTOR = 8
+INPUT_USAGE_FLOOR = 1024
+
+
+class UsageClamp(msgspec.Struct, frozen=True):
+    """An upstream reported more usage than the request could have used; what was billed."""
+
+    attempt: int
+    tier: int
+    reported: Usage
+    billed: Usage
+
+
+def usage_bound(request: TierRequest) -> Usage:
+    """The most usage an honest upstream can report for ``request``."""
+    sent = estimate_tokens(request.messages) + len(request.prefix) // 4
+    sent += len(msgspec.json.encode(request.tools)) // 4 if request.tools else 0
+    return Usage(INPUT_USAGE_FACTOR * sent + INPUT_USAGE_FLOOR, max(1, request.max_tokens))
+
+
+def bounded_usage(reported: Usage, bound: Usage) -> Usage:
+    return Usage(
+        min(reported.input_tokens, bound.input_tokens),
+        min(reported.output_tokens, bound.output_tokens),
+    )
+
+
 class TurnRunner:
     """Runs one turn. ``run()`` returns its trace; ``cancel()`` may be called from any task."""
 
@@ -255,6 +289,8 @@ class TurnRunner:
         self._sleep_until = math.inf  # the deadline the timer sleeps toward (inf: not asleep)
         self._finished = anyio.Event()
         self._now: Callable[[], float] = anyio.current_time
+        # reported usage this turn did not believe (also logged at WARNING)
+        self.usage_clamps: list[UsageClamp] = []
 
     @property
     def done(self) -> bool:
@@ -326,6 +362,7 @@ class TurnRunner:
             # the core's allowance: what the cost cap can pay for (core rule 6)
             request = msgspec.structs.replace(request, max_tokens=max(1, action.max_tokens))
         attempt = action.attempt
+        bound = usage_bound(request)
         health, tier = self.profile.health, action.tier
         health.started(tier)
         # The provider's verdict for its breaker: None until the stream finishes or fails.
@@ -338,6 +375,8 @@ class TurnRunner:
                 async with contextlib.aclosing(provider.stream(request)) as chunks:
                     async for chunk in chunks:
                         delivered = True
+                        if chunk.usage is not None:
+                            chunk = self._bound(attempt, tier, chunk, chunk.usage, bound)
                         if self._feed(attempt, chunk):
                             verdict = True
                             return
@@ -367,6 +406,25 @@ class TurnRunner:
                         health.succeeded(tier)  # cut by the cascade, but it was working
                     else:
                         health.abandoned(tier)
+
+    def _bound(self, attempt: int, tier: int, chunk: Chunk, usage: Usage, bound: Usage) -> Chunk:
+        """Bill no more than the request could have used: a lying upstream's usage would
+        otherwise spend the turn's cost cap (and the session's budget) on nothing."""
+        billed = bounded_usage(usage, bound)
+        if billed == usage:
+            return chunk
+        self.usage_clamps.append(UsageClamp(attempt, tier, usage, billed))
+        _log.warning(
+            "turn %s tier %s reported usage %d in / %d out, over what it was asked for; "
+            "billed %d in / %d out",
+            self.turn.turn_id,
+            self._params.tiers[tier].name,
+            usage.input_tokens,
+            usage.output_tokens,
+            billed.input_tokens,
+            billed.output_tokens,
+        )
+        return msgspec.structs.replace(chunk, usage=billed)
 
     def _feed(self, attempt: int, chunk: Chunk) -> bool:
         """Hand one chunk to the core; True when it was the stream's last."""

@@ -317,3 +317,43 @@ async def test_a_tier_is_asked_for_no_more_tokens_than_the_cost_cap_pays_for() -
         trace = await runner.run()
     assert len(asked) == 1 and 1 <= asked[0] < light.max_output_tokens
     assert trace.cost_usd <= cap + 1e-12
+
+
+async def test_a_lying_usage_is_billed_no_more_than_the_request_could_use() -> None:
+    # An upstream that reports 10^7 tokens each way for a short reply: the runtime bills at
+    # most what the tier was asked for (output) and a multiple of what it sent (input), so the
+    # turn completes within its cost cap, and the clamp is recorded.
+    from realtime_cascade.providers.base import Usage
+    from realtime_cascade.runtime import INPUT_USAGE_FACTOR, usage_bound
+
+    class Lying(RecordingProvider):
+        async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
+            async for chunk in super().stream(request):
+                if chunk.finish_reason is not None:
+                    chunk = msgspec.structs.replace(chunk, usage=Usage(10**7, 10**7))
+                yield chunk
+
+    params = config_mod.load(None).profiles["default"].params()
+    light = params.tiers[0]
+    params = msgspec.structs.replace(params, tiers=(light,))
+    provider = Lying(SimProvider("light", SimProfile(50, 0.1, 5, 0.1, 0.5)))
+    runner = TurnRunner(CascadeProfile("lie", params, [provider]), request(EASY), lambda _: None)
+    with anyio.fail_after(10):
+        trace = await runner.run()
+    assert trace.status == "completed", trace.reason
+    assert len(runner.usage_clamps) == 1
+    clamp = runner.usage_clamps[0]
+    assert clamp.reported == Usage(10**7, 10**7)
+    assert clamp.billed.output_tokens <= light.max_output_tokens
+    assert clamp.billed.input_tokens < 10**7 // 100
+    assert clamp.billed.input_tokens >= INPUT_USAGE_FACTOR  # a multiple, not the estimate
+    assert trace.cost_usd <= params.budgets.turn_cap_usd
+    (attempt,) = trace.attempts
+    assert (attempt.input_tokens, attempt.output_tokens) == (
+        clamp.billed.input_tokens,
+        clamp.billed.output_tokens,
+    )
+    # an honest count is believed as reported
+    honest = TierRequest(messages=request(EASY).messages, max_tokens=64)
+    bound = usage_bound(honest)
+    assert bound.output_tokens == 64 and bound.input_tokens >= 1024
