@@ -425,9 +425,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if concurrency is not None and concurrency < 1:
         raise config_mod.ConfigError("--concurrency must be at least 1")
     total = 3 * len(suite)
-    at_once = "all at once" if concurrency is None else f"at most {concurrency} at once"
+    at_once = "" if concurrency is None else f", at most {concurrency} at once"
     sys.stderr.write(
-        f"demo: {len(suite)} conversations x 3 policies, {how}, {at_once} (Ctrl-C stops)\n"
+        f"demo: {len(suite)} conversations x 3 policies, {how}{at_once} (Ctrl-C stops)\n"
     )
 
     async def main() -> dict[str, list[TurnReport]]:

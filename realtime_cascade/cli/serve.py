@@ -195,9 +195,6 @@ async def _serve_main(
         cfg, host=host, port=port, reuse_port=worker_fd is not None, start_local=start_local
     )
     await server.start()
-    for name, why in sorted(server.local_status.items()) if worker_fd is None else ():
-        state = "ready" if why is None else f"not started: {why}"
-        print(f"realtime-cascade: local models of profile {name!r} {state}", flush=True)
     # The cyclic collector stops every session at once, so its pauses land on p99 latency.
     # What is alive now (modules, config, profiles) lives as long as the process: frozen, full
     # collections stop rescanning it. A larger young generation then makes collections rarer;
@@ -224,6 +221,9 @@ async def _serve_main(
                 "(Ctrl-C to stop)",
                 flush=True,
             )
+        for name, why in sorted(server.local_status.items()) if worker_fd is None else ():
+            state = "ready" if why is None else f"not started: {why}"
+            print(f"realtime-cascade: local models of profile {name!r} {state}", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 print(

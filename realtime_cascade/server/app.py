@@ -310,8 +310,6 @@ class RealtimeServer:
         spend = SpendRecorder(self.state, self._identity_of)
         self.ops = Operations(self.config, observers=(*self._observers, spend))
         await self.state.start(self.profiles)
-        if self._start_local:
-            await self._start_local_tiers()
         limits = self.limits
         redact = Redactor((*limits.api_keys, *self.ops.keys.secrets))
 
@@ -338,15 +336,20 @@ class RealtimeServer:
             logger=RedactingLogger(logging.getLogger("websockets.server"), redact),
             reuse_port=self._reuse_port,
         )
+        if self._start_local:
+            # After the bind (a busy port fails at once, loading nothing), before start()
+            # returns: `serve` announces its URLs only once the models answer.
+            await self._start_local_tiers()
 
     async def _start_local_tiers(self) -> None:
         t0 = time.monotonic()
         results = await start_profiles({n: p.providers for n, p in self.profiles.items()})
         for name, error in results.items():
+            # debug: `serve` prints each profile's outcome itself, on stdout
             if error is None:
-                log.info("profile %r: local models ready in %.1f s", name, time.monotonic() - t0)
+                log.debug("profile %r: local models ready in %.1f s", name, time.monotonic() - t0)
             else:
-                log.warning(
+                log.debug(
                     "profile %r: local models not started (%s); its turns fall back until "
                     "they are",
                     name,
