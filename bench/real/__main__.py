@@ -242,7 +242,8 @@ async def _phase_runs(
                         f"{'ok ' if run.correct else 'BAD'} {run.trace.end_ms:6.0f} ms "
                         f"final={run.trace.final_tier_name} [{kinds}]"
                     )
-            _merge(out / "cascade.jsonl", runs, order)
+                # after every task: an interrupted run keeps what it measured
+                _merge(out / "cascade.jsonl", runs[-2:], order)
     finally:
         await light.aclose()
         await strong.aclose()
