@@ -201,7 +201,10 @@ def loads(text: str | bytes, source: str = "<config>") -> Config:
 
 # Configs that ship inside the package, by name: ``--config booking`` works from an installed
 # wheel, where no ``demos/`` folder sits in the current directory.
-PACKAGED = {"booking": ("realtime_cascade.demos.booking", "config.toml")}
+PACKAGED = {
+    "booking": ("realtime_cascade.demos.booking", "config.toml"),
+    "booking-local": ("realtime_cascade.demos.booking", "local.toml"),  # real local tiers
+}
 
 
 def load(path: str | Path | None = None) -> Config:

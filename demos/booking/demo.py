@@ -173,15 +173,17 @@ async def play_ws(
     *,
     session_cap_usd: float,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> list[TurnReport]:
-    """Play every conversation of ``suite`` concurrently, one WebSocket connection each; the
-    server's agent runs the tools (its stores in ``stores``)."""
+    """Play every conversation of ``suite`` concurrently (at most ``concurrency`` at once), one
+    WebSocket connection each; the server's agent runs the tools (its stores in ``stores``)."""
     from websockets.asyncio.client import connect
 
     reports: list[TurnReport] = []
+    slots = anyio.Semaphore(concurrency or max(1, len(suite)))
 
     async def conversation(conv: Conversation) -> None:
-        async with connect(url, max_size=None) as ws:
+        async with slots, connect(url, max_size=None) as ws:
             talk = WsConversation(ws, policy=policy, session_cap_usd=session_cap_usd)
             await talk.open()
             store = stores[talk.session_id]
@@ -215,8 +217,11 @@ async def play_all(
     config_path: Path | str = CONFIG,
     websocket: bool = False,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> dict[str, list[TurnReport]]:
-    """The suite under all three policies, concurrently; over WebSocket when ``websocket``."""
+    """The suite under all three policies, concurrently; over WebSocket when ``websocket``.
+    ``concurrency``: at most that many conversations at once, the policies one after the other
+    (real local tiers: 2 cores fit one conversation at a time)."""
     cfg = config_mod.load(config_path)
     if PROFILE not in cfg.profiles:
         raise config_mod.ConfigError(f"{config_path}: the demo needs a profile {PROFILE!r}")
@@ -240,7 +245,7 @@ async def play_all(
     served = served_profile(cfg, stores)
     try:
         async with RealtimeServer(
-            cfg, host="127.0.0.1", port=0, profiles={PROFILE: served}
+            cfg, host="127.0.0.1", port=0, profiles={PROFILE: served}, start_local=True
         ) as server:
             url = server.url(PROFILE)
 
@@ -252,8 +257,13 @@ async def play_all(
                     stores,
                     session_cap_usd=profile.budgets.session_cap_usd,
                     progress=progress,
+                    concurrency=concurrency,
                 )
 
+            if concurrency is not None:
+                for p in policies(len(profile.tiers)):
+                    await remote(p)
+                return out
             async with anyio.create_task_group() as tg:
                 for p in policies(len(profile.tiers)):
                     tg.start_soon(remote, p)
@@ -366,6 +376,21 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     demo.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N conversations at once, the policies one after the other (default: "
+        "everything at once; real local tiers want 1). Over WebSocket only",
+    )
+    demo.add_argument(
+        "--conversations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only the suite's first N conversations (default: all)",
+    )
+    demo.add_argument(
         "--inprocess", action="store_true",
         help="drive the runtime directly instead of over WebSocket connections to a server",
     )
@@ -395,12 +420,23 @@ def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     websocket = not args.inprocess
     how = "over WebSocket" if websocket else "in-process"
-    total = 3 * len(SUITE)
-    sys.stderr.write(f"demo: {len(SUITE)} conversations x 3 policies, {how} (Ctrl-C stops)\n")
+    suite = SUITE[: args.conversations] if getattr(args, "conversations", None) else SUITE
+    concurrency: int | None = getattr(args, "concurrency", None)
+    if concurrency is not None and concurrency < 1:
+        raise config_mod.ConfigError("--concurrency must be at least 1")
+    total = 3 * len(suite)
+    at_once = "" if concurrency is None else f", at most {concurrency} at once"
+    sys.stderr.write(
+        f"demo: {len(suite)} conversations x 3 policies, {how}{at_once} (Ctrl-C stops)\n"
+    )
 
     async def main() -> dict[str, list[TurnReport]]:
         return await play_all(
-            SUITE, config_path=args.config, websocket=websocket, progress=progress_line(total)
+            suite,
+            config_path=args.config,
+            websocket=websocket,
+            progress=progress_line(total),
+            concurrency=concurrency,
         )
 
     runs = anyio.run(main)

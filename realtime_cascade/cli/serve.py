@@ -67,6 +67,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="worker processes sharing the port (auto: one per core when [state] redis_url is "
         "set, else 1: without shared state, per-key limits would count per worker)",
     )
+    p.add_argument(
+        "--lazy-local",
+        action="store_true",
+        help="start local model servers (kind = \"local\" tiers) at their first turn, not "
+        "before the port opens (the default: loading takes seconds, longer than a first-token "
+        "timeout)",
+    )
     p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
 
@@ -107,16 +114,19 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if cfg.log_level != "debug":  # one INFO line per HTTP request is noise at this level
         logging.getLogger("websockets").setLevel(logging.WARNING)
+    start_local = not getattr(args, "lazy_local", False)
     worker_fd: int | None = getattr(args, "worker_fd", None)
     if worker_fd is not None:  # one of a supervisor's workers
         die_with_parent()
-        loop.run(_serve_main, cfg, args.host, args.port, args.grace, worker_fd)
+        loop.run(_serve_main, cfg, args.host, args.port, args.grace, worker_fd, start_local)
         return 0
     shared = bool(os.environ.get(REDIS_URL_ENV) or cfg.state.redis_url)
     n = worker_count(str(getattr(args, "workers", "1")), shared)
     if n == 1:
         try:
-            loop.run(_serve_main, cfg, args.host, args.port, args.grace)
+            loop.run(
+                _serve_main, cfg, args.host, args.port, args.grace, None, start_local
+            )
         except Exception as exc:
             if port_in_use(exc):
                 port = cfg.server.port if args.port is None else args.port
@@ -148,6 +158,8 @@ def _supervise(cfg: config_mod.Config, args: argparse.Namespace, n: int) -> int:
             argv += ["--config", args.config]
         if getattr(args, "audit", None):
             argv += ["--audit", args.audit]
+        if getattr(args, "lazy_local", False):
+            argv += ["--lazy-local"]
         if getattr(args, "agent", None):
             argv += ["--agent", args.agent]
             for name in args.profile:
@@ -177,8 +189,11 @@ async def _serve_main(
     port: int | None,
     grace: float,
     worker_fd: int | None = None,
+    start_local: bool = True,
 ) -> None:
-    server = RealtimeServer(cfg, host=host, port=port, reuse_port=worker_fd is not None)
+    server = RealtimeServer(
+        cfg, host=host, port=port, reuse_port=worker_fd is not None, start_local=start_local
+    )
     await server.start()
     # The cyclic collector stops every session at once, so its pauses land on p99 latency.
     # What is alive now (modules, config, profiles) lives as long as the process: frozen, full
@@ -206,6 +221,9 @@ async def _serve_main(
                 "(Ctrl-C to stop)",
                 flush=True,
             )
+        for name, why in sorted(server.local_status.items()) if worker_fd is None else ():
+            state = "ready" if why is None else f"not started: {why}"
+            print(f"realtime-cascade: local models of profile {name!r} {state}", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 print(

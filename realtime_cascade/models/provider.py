@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -172,3 +172,27 @@ async def start_local(providers: Sequence[Provider]) -> None:
             tg.start_soon(one, p)
     if errors:
         raise errors[0]
+
+
+async def start_profiles(
+    profiles: Mapping[str, Sequence[Provider]],
+) -> dict[str, ModelsError | None]:
+    """Start the local tiers of every profile that has any, all at once, and wait until each
+    is healthy (``serve`` does this before it listens, so no turn waits for a model to load).
+    Returns, for each profile with local tiers, None when they are ready, or why they are not
+    (not fetched, not built, did not start): such a profile's turns fail over as before, and
+    its next turn tries to start them again."""
+    results: dict[str, ModelsError | None] = {}
+
+    async def one(name: str, providers: Sequence[Provider]) -> None:
+        try:
+            await start_local(providers)
+            results[name] = None
+        except ModelsError as exc:
+            results[name] = exc
+
+    async with anyio.create_task_group() as tg:
+        for name, providers in profiles.items():
+            if any(isinstance(p, LocalProvider) for p in providers):
+                tg.start_soon(one, name, providers)
+    return results

@@ -46,6 +46,7 @@ from websockets.typing import Subprotocol
 
 from .. import config as config_mod
 from .. import wire
+from ..models.provider import start_profiles
 from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
@@ -251,6 +252,7 @@ class RealtimeServer:
         observers: Sequence[Observer] = (),
         state: SharedState | None = None,
         reuse_port: bool = False,
+        start_local: bool = False,
     ) -> None:
         self.config = config
         self.limits = config.server
@@ -268,6 +270,10 @@ class RealtimeServer:
         # Per-key limits and spend: this process's memory, or Redis shared by every worker.
         self.state = state if state is not None else build_state(config)
         self._reuse_port = reuse_port  # `serve --workers N`: N processes share the port
+        # `serve`: local model servers start (and are healthy) before the port opens, so the
+        # first turn does not spend its first-token budget loading a model.
+        self._start_local = start_local
+        self.local_status: dict[str, str | None] = {}  # profile -> None (ready) or why not
         self._server: Server | None = None
         self._stopping = False
         self.heap = HeapTrimmer(self.limits.heap_trim_delay_s)
@@ -332,6 +338,26 @@ class RealtimeServer:
             logger=RedactingLogger(logging.getLogger("websockets.server"), redact),
             reuse_port=self._reuse_port,
         )
+        if self._start_local:
+            # After the bind (a busy port fails at once, loading nothing), before start()
+            # returns: `serve` announces its URLs only once the models answer.
+            await self._start_local_tiers()
+
+    async def _start_local_tiers(self) -> None:
+        t0 = time.monotonic()
+        results = await start_profiles({n: p.providers for n, p in self.profiles.items()})
+        for name, error in results.items():
+            # debug: `serve` prints each profile's outcome itself, on stdout
+            if error is None:
+                log.debug("profile %r: local models ready in %.1f s", name, time.monotonic() - t0)
+            else:
+                log.debug(
+                    "profile %r: local models not started (%s); its turns fall back until "
+                    "they are",
+                    name,
+                    error.message,
+                )
+            self.local_status[name] = None if error is None else error.message
 
     @property
     def port(self) -> int:

@@ -226,5 +226,5 @@ def test_a_packaged_config_is_named_not_pathed(
     assert main(["ask", "--config", "bookings", "hi"]) == 2
     assert capsys.readouterr().err == (
         "realtime-cascade: config error: bookings: cannot read: No such file or directory "
-        "(packaged configs: booking)\n"
+        "(packaged configs: booking, booking-local)\n"
     )

@@ -53,3 +53,34 @@ def test_conversations_over_websocket_match_in_process() -> None:
         assert [r.success for r in remote[name]] == [r.success for r in local[name]]
         assert all(r.success for r in remote[name]), [r.problems for r in remote[name]]
     assert any(r.escalated for r in remote["cascade"])
+
+
+def test_bounded_concurrency_plays_each_policy_in_turn() -> None:
+    # what the real-tier variant (--config booking-local --concurrency 1) relies on: at most
+    # one conversation at a time, the policies one after the other, the same verdicts
+    suite = SUITE[:2]
+    seen: list[str] = []
+
+    def progress(policy: str, conv: object, reports: object) -> None:
+        seen.append(policy)
+
+    async def both() -> tuple[dict[str, list[TurnReport]], dict[str, list[TurnReport]]]:
+        return (
+            await play_all(suite, websocket=True, concurrency=1, progress=progress),
+            await play_all(suite, websocket=True),
+        )
+
+    bounded, free = anyio.run(both)
+    assert seen[:6] == ["cascade", "cascade", "light-only", "light-only", "strong-only",
+                        "strong-only"]  # fmt: skip
+    for name in ("cascade", "light-only", "strong-only"):
+        assert [r.success for r in bounded[name]] == [r.success for r in free[name]]
+
+
+def test_the_real_tier_booking_config_is_packaged_and_local() -> None:
+    cfg = config.load("booking-local")
+    tiers = cfg.profiles["booking"].tiers
+    assert [getattr(t.provider, "model", None) for t in tiers] == [
+        "qwen2.5-coder-0.5b",
+        "qwen2.5-coder-1.5b",
+    ]
