@@ -1,8 +1,14 @@
 """A tier on any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, …).
 
-The ``openai`` package is the client (its base URL, API-key auth and headers, timeout, HTTP
-status errors, its ``httpx2`` connection pool), but neither direction of the hot path goes
-through its per-request machinery:
+The ``openai`` package gives the request's shape (its base URL, API-key auth and headers,
+timeout, HTTP status errors), but neither direction of the hot path goes through its
+per-request machinery, and by default not through its HTTP client either:
+
+- the transport: ``http_client = "aiohttp"`` (the default) streams on
+  :class:`~.aiohttp_client.AiohttpUpstream` (C HTTP parsing, one read per network chunk, the
+  SDK's headers on the session); ``"sdk"`` sends on the SDK's ``httpx2`` client, where every
+  read costs h11 parsing and a timeout scope (``python -m bench.stream_client``: about 3.5×
+  the client CPU per token). Both raise the same typed errors;
 
 - the request: ``chat.completions.create`` runs every body through the SDK's recursive
   TypedDict transform and its generic request path (pydantic option models, header merging,
@@ -17,7 +23,8 @@ through its per-request machinery:
   into the few fields we use (:class:`ChatStreamDecoder`, sans-I/O: bytes in,
   :class:`~.base.Chunk` s out).
 
-Errors are translated at this boundary, in the manner of httpcore's ``map_exceptions``::
+Errors are translated at this boundary, in the manner of httpcore's ``map_exceptions`` (the
+aiohttp path's table is in :mod:`.aiohttp_client`)::
 
     openai.RateLimitError                         -> RateLimited (retry_after from the headers)
     openai.APIStatusError                         -> UpstreamStatus

@@ -15,6 +15,7 @@ import httpx2
 import msgspec
 import pytest
 
+from realtime_cascade.providers.aiohttp_client import status_message
 from realtime_cascade.providers.base import (
     Chunk,
     ConnectionLost,
@@ -28,7 +29,6 @@ from realtime_cascade.providers.base import (
     UpstreamTimeout,
     Usage,
 )
-from realtime_cascade.providers.aiohttp_client import status_message
 from realtime_cascade.providers.openai import (
     ChatStreamDecoder,
     MissingAPIKey,
