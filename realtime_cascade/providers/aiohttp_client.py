@@ -9,7 +9,8 @@ measures both on the same load).
 
 What the SDK path gave and this one keeps: the SDK's headers (API-key auth, user agent,
 ``x-stainless-*``), built once per provider; connect and read timeouts of ``timeout_s``; a
-keep-alive pool of up to ``max_connections``; proxies from the environment; redirects. Errors
+keep-alive pool of up to ``max_connections``; proxies from the environment (read once);
+redirects. Not kept: credentials from ``~/.netrc`` (the API key is the auth) and cookies. Errors
 are mapped here to the provider's typed errors, as :func:`~.openai._map_errors` does for the
 SDK path::
 
@@ -69,7 +70,7 @@ def status_message(status: int, body: bytes) -> str:
 class AiohttpUpstream:
     """One provider's connection pool and request defaults; created lazily in the event loop."""
 
-    __slots__ = ("_connections", "_headers", "_session", "_timeout", "_url")
+    __slots__ = ("_connections", "_proxy", "_session", "_timeout", "_url")
 
     def __init__(self, url: str, timeout_s: float, max_connections: int) -> None:
         self._url = yarl.URL(url)
@@ -77,8 +78,15 @@ class AiohttpUpstream:
             total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
         )
         self._connections = max_connections
-        self._headers: Mapping[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY / NO_PROXY, as httpx honours them, looked up once: aiohttp's
+        # trust_env would look them (and ~/.netrc) up in a thread for every request.
+        try:
+            self._proxy: tuple[yarl.URL | None, aiohttp.BasicAuth | None] = (
+                aiohttp.helpers.get_env_proxy_for_url(self._url)
+            )
+        except LookupError:
+            self._proxy = (None, None)
 
     def _open_session(self, headers: Mapping[str, str]) -> aiohttp.ClientSession:
         # In the running loop (aiohttp binds its connector to it); the fixed headers go on the
@@ -88,7 +96,9 @@ class AiohttpUpstream:
             connector=connector,
             headers=dict(headers),
             timeout=self._timeout,
-            trust_env=True,  # HTTP(S)_PROXY, as httpx honours them
+            proxy=self._proxy[0],
+            proxy_auth=self._proxy[1],
+            cookie_jar=aiohttp.DummyCookieJar(),  # an API client keeps no cookies
             raise_for_status=False,
         )
         return self._session

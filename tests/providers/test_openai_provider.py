@@ -553,3 +553,28 @@ def test_decoder_rejects_wrong_shapes() -> None:
     for bad in [b"data: {nope\n\n", b'data: {"choices": {"a": 1}}\n\n', b"data: 42\n\n"]:
         with pytest.raises(MalformedStream):
             ChatStreamDecoder("t").feed(bad)
+
+
+@pytest.mark.anyio
+async def test_the_proxy_from_the_environment_is_used(
+    sim: RunningUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY carries the request (read once, when the provider is made), whichever client
+    sends it: the sim, standing in for the proxy, sees the absolute URL of an unreachable host."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", sim.base_url.rsplit("/v1", 1)[0])
+    config = OpenAIProviderConfig(
+        base_url="http://upstream.invalid/v1",
+        model="light",
+        api_key_env="SIM_API_KEY",
+        http_client=HTTP_CLIENT,  # type: ignore[arg-type]
+    )
+    provider = OpenAIProvider("proxied", config)
+    with contextlib.suppress(ProviderError):
+        await collect(provider, user(EASY))
+    await provider.aclose()
+    assert sim.upstream.received, "nothing reached the proxy"
+    assert "upstream.invalid" in sim.upstream.received[-1].path or (
+        sim.upstream.received[-1].headers.get("host") == "upstream.invalid"
+    )
