@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "start + its scheduled offset; relative: sim-upstream --clock relative, one sleep per "
         "gap, so lateness accumulates along a stream",
     )
+    p.add_argument(
+        "--http-client",
+        choices=["aiohttp", "sdk"],
+        default="aiohttp",
+        help="the server's HTTP client for its openai tiers (aiohttp, the default; sdk: the "
+        "openai SDK's httpx2 client), to compare them on the same load",
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result JSON here")
     p.add_argument(
         "--out",
@@ -148,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         opts.sessions = args.sessions
     if args.max_turns is not None:
         opts.max_turns = args.max_turns
+    opts.http_client = args.http_client
     known = {p.name for p in policies(1)}
     chosen = tuple(x.strip() for x in args.policies.split(",") if x.strip())
     unknown = [x for x in chosen if x not in known]

@@ -224,7 +224,12 @@ def sim_tiers(config_path: Path | None, profile: str) -> list[tuple[str, dict[st
 
 
 def server_config(
-    config_path: Path | None, profile: str, upstreams: Mapping[str, str], max_sessions: int
+    config_path: Path | None,
+    profile: str,
+    upstreams: Mapping[str, str],
+    max_sessions: int,
+    *,
+    http_client: str = "aiohttp",
 ) -> str:
     """The profile with each tier on its sim upstream over the ``openai`` provider, as TOML.
 
@@ -241,6 +246,7 @@ def server_config(
             "base_url": upstreams[tier["name"]],
             "model": tier["name"],
             "api_key_env": "",
+            "http_client": http_client,
         }
     prof.setdefault("policy", {})["router_min_observations"] = 1_000_000_000
     server = data.setdefault("server", {})

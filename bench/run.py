@@ -81,6 +81,7 @@ class Options:
     progress_stream: Any = field(default_factory=lambda: sys.stderr)  # None: silent
     command: str = ""
     server_args: tuple[str, ...] = ()  # more `serve` arguments (bench.scale: --workers N)
+    http_client: str = "aiohttp"  # the openai tiers' HTTP client: "aiohttp" or "sdk"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -238,7 +239,13 @@ def subprocess_services(mix: Mix, opts: Options, tiers: Sequence[TierSim]) -> It
             upstreams[name] = up.start().group(1)
         config_path = tmp / "server.toml"
         config_path.write_text(
-            procs.server_config(mix.config_path, mix.profile, upstreams, max(opts.sessions) + 50)
+            procs.server_config(
+                mix.config_path,
+                mix.profile,
+                upstreams,
+                max(opts.sessions) + 50,
+                http_client=opts.http_client,
+            )
         )
         server = procs.Proc(
             "server",

@@ -1,8 +1,14 @@
 """A tier on any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, …).
 
-The ``openai`` package is the client (its base URL, API-key auth and headers, timeout, HTTP
-status errors, its ``httpx2`` connection pool), but neither direction of the hot path goes
-through its per-request machinery:
+The ``openai`` package gives the request's shape (its base URL, API-key auth and headers,
+timeout, HTTP status errors), but neither direction of the hot path goes through its
+per-request machinery, and by default not through its HTTP client either:
+
+- the transport: ``http_client = "aiohttp"`` (the default) streams on
+  :class:`~.aiohttp_client.AiohttpUpstream` (C HTTP parsing, one read per network chunk, the
+  SDK's headers on the session); ``"sdk"`` sends on the SDK's ``httpx2`` client, where every
+  read costs h11 parsing and a timeout scope (``python -m bench.stream_client``: about 3.5×
+  the client CPU per token). Both raise the same typed errors;
 
 - the request: ``chat.completions.create`` runs every body through the SDK's recursive
   TypedDict transform and its generic request path (pydantic option models, header merging,
@@ -17,7 +23,8 @@ through its per-request machinery:
   into the few fields we use (:class:`ChatStreamDecoder`, sans-I/O: bytes in,
   :class:`~.base.Chunk` s out).
 
-Errors are translated at this boundary, in the manner of httpcore's ``map_exceptions``::
+Errors are translated at this boundary, in the manner of httpcore's ``map_exceptions`` (the
+aiohttp path's table is in :mod:`.aiohttp_client`)::
 
     openai.RateLimitError                         -> RateLimited (retry_after from the headers)
     openai.APIStatusError                         -> UpstreamStatus
@@ -52,6 +59,7 @@ import msgspec
 import openai
 
 from ..core.signals import clean_logprob, clean_top_logprobs
+from . import aiohttp_client
 from .base import (
     Chunk,
     ConnectionLost,
@@ -70,6 +78,7 @@ from .base import (
 log = logging.getLogger(__name__)
 
 PrefixMode = Literal["assistant_prefix", "instruction"]
+HttpClient = Literal["aiohttp", "sdk"]
 
 
 class OpenAIProviderConfig(msgspec.Struct, tag="openai", frozen=True, forbid_unknown_fields=True):
@@ -93,6 +102,10 @@ class OpenAIProviderConfig(msgspec.Struct, tag="openai", frozen=True, forbid_unk
     # Connections to the endpoint, all kept alive when idle: with fewer kept than the streams
     # that run at once (the SDK keeps 100), busy servers reconnect for every other turn.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    # Which client streams the replies: "aiohttp" (C HTTP parser, one read per network chunk:
+    # about half the client CPU per token, see bench.stream_client) or "sdk" (the openai SDK's
+    # httpx2 client, as before). Both send the same body and headers and raise the same errors.
+    http_client: HttpClient = "aiohttp"
     # Sampling, sent only when set (None: the endpoint's default, which for llama-server is
     # temperature 0.8). Small models and logprob-based confidence both want greedy decoding.
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
@@ -528,6 +541,8 @@ class OpenAIProvider:
         *,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
+        """``http_client``: an ``httpx2`` client to send on (tests, benches: a mock transport);
+        given one, the provider uses the SDK path whatever ``config.http_client`` says."""
         self.name = name
         self.config = config
         key = ""
@@ -561,6 +576,11 @@ class OpenAIProvider:
         base = self._client.base_url  # the SDK's: normalised to end in "/"
         self._url = base.copy_with(raw_path=base.raw_path + b"chat/completions")
         self._timeout = self._client.timeout
+        self._lean = (
+            aiohttp_client.AiohttpUpstream(str(self._url), config.timeout_s, config.max_connections)
+            if config.http_client == "aiohttp" and http_client is None
+            else None
+        )
         self._headers: dict[str, str] | None = None  # built on first use, in the event loop
         # The request body's fixed parts.
         self._logprobs = config.logprobs
@@ -651,8 +671,15 @@ class OpenAIProvider:
                 await response.aclose()
         raise self._client._make_status_error_from_response(response)
 
+    def _check_content_type(self, content_type: str) -> None:
+        if not content_type.lower().startswith("text/event-stream"):
+            raise MalformedStream(
+                f"{self.name}: expected an event stream, got content type "
+                f"{self._redact(content_type)!r}"
+            )
+
     # An AsyncGenerator (not just an iterator), so callers can ``aclosing()`` it.
-    async def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
+    def stream(self, request: TierRequest) -> AsyncGenerator[Chunk, None]:
         config = self.config
         decoder = ChatStreamDecoder(
             self.name,
@@ -660,15 +687,63 @@ class OpenAIProvider:
             max_reply_bytes=config.max_reply_bytes,
             max_tool_calls=config.max_tool_calls,
         )
+        if self._lean is not None:
+            return self._stream_aiohttp(self._lean, request, decoder)
+        return self._stream_sdk(request, decoder)
+
+    async def _stream_aiohttp(
+        self,
+        http: aiohttp_client.AiohttpUpstream,
+        request: TierRequest,
+        decoder: ChatStreamDecoder,
+    ) -> AsyncGenerator[Chunk, None]:
+        name = self.name
+        with aiohttp_client.map_errors(name):
+            response = await http.post(self.request_body(request), self._request_headers)
+            done = False
+            try:
+                status = response.status
+                if not 200 <= status < 300:
+                    detail = clip_message(self._redact(await aiohttp_client.error_text(response)))
+                    if status == 429:
+                        retry = retry_after_seconds(response.headers)
+                        raise RateLimited(f"{name}: rate limited: {detail}", retry)
+                    raise UpstreamStatus(f"{name}: HTTP {status}: {detail}", status)
+                self._check_content_type(response.headers.get("content-type", ""))
+                # One read per network chunk, whatever it holds: the decoder splits the lines.
+                content = response.content
+                feed = decoder.feed
+                while piece := await content.readany():
+                    for chunk in feed(piece):
+                        yield chunk
+                    if decoder.done:
+                        break
+                else:
+                    for chunk in decoder.end():
+                        yield chunk
+                    done = True
+                    return
+                # Read the chunked terminator after [DONE] so the connection is kept alive;
+                # bounded, for servers that keep the body open after it.
+                with anyio.move_on_after(0.1):
+                    while await content.readany():
+                        pass
+                    done = True
+            finally:
+                if done:
+                    response.release()  # back to the pool (closed by aiohttp if unfinished)
+                else:
+                    # Not read to its end (cancelled, failed): drop the connection, so the
+                    # upstream stops generating tokens nobody reads (and bills for them).
+                    response.close()
+
+    async def _stream_sdk(
+        self, request: TierRequest, decoder: ChatStreamDecoder
+    ) -> AsyncGenerator[Chunk, None]:
         with _map_errors(self.name, self._redact):
             response = await self._open(request)
             try:
-                content_type = response.headers.get("content-type", "")
-                if not content_type.lower().startswith("text/event-stream"):
-                    raise MalformedStream(
-                        f"{self.name}: expected an event stream, got content type "
-                        f"{self._redact(content_type)!r}"
-                    )
+                self._check_content_type(response.headers.get("content-type", ""))
                 async with contextlib.aclosing(response.aiter_bytes()) as body:
                     async for piece in body:
                         for chunk in decoder.feed(piece):
@@ -687,6 +762,8 @@ class OpenAIProvider:
                     await response.aclose()
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._client.close()
 
 

@@ -7,12 +7,15 @@ every way an upstream can fail must end in a typed error, quickly, never in a ha
 from __future__ import annotations
 
 import contextlib
+import sys
 import traceback
 
 import anyio
+import httpx2
 import msgspec
 import pytest
 
+from realtime_cascade.providers.aiohttp_client import status_message
 from realtime_cascade.providers.base import (
     Chunk,
     ConnectionLost,
@@ -52,9 +55,26 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIM_API_KEY", KEY)
 
 
+# Every test runs on both HTTP clients: the same stream, the same typed errors.
+HTTP_CLIENT = "aiohttp"
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "sdk"])
+def http_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    client: str = request.param
+    monkeypatch.setattr(sys.modules[__name__], "HTTP_CLIENT", client)
+    return client
+
+
 def make(sim: RunningUpstream, model: str = "light", **fields: object) -> OpenAIProvider:
     config = msgspec.convert(
-        {"base_url": sim.base_url, "model": model, "api_key_env": "SIM_API_KEY", **fields},
+        {
+            "base_url": sim.base_url,
+            "model": model,
+            "api_key_env": "SIM_API_KEY",
+            "http_client": HTTP_CLIENT,
+            **fields,
+        },
         OpenAIProviderConfig,
     )
     return OpenAIProvider(f"tier-{model}", config)
@@ -179,6 +199,44 @@ async def test_two_streams_reuse_the_provider(sim: RunningUpstream) -> None:
     await provider.aclose()
     assert_same(first, expected("light", user(EASY)))
     assert_same(second, expected("light", user(HARD)))
+
+
+@pytest.mark.anyio
+async def test_streams_one_after_another_reuse_the_connection(sim: RunningUpstream) -> None:
+    """The body is read to its chunked end after [DONE], so the next request goes out on the
+    same kept-alive connection."""
+    provider = make(sim)
+    for text in (EASY, HARD, EASY):
+        await collect(provider, user(text))
+    await provider.aclose()
+    assert sim.upstream.accepted_connections == 1
+
+
+@pytest.mark.anyio
+async def test_an_error_body_is_read_for_its_message(sim: RunningUpstream) -> None:
+    err = await failing(faulty(sim, "status:500"))
+    assert isinstance(err, UpstreamStatus)
+    assert err.message.startswith("tier-light: HTTP 500: Error code: 500")
+    assert len(err.message) < 1200
+
+
+def test_status_message_takes_the_json_message_or_the_text() -> None:
+    body = b'{"error": {"message": "The model is overloaded", "type": "server_error"}}'
+    assert status_message(503, body) == "Error code: 503 - The model is overloaded"
+    assert status_message(502, b"<html>Bad Gateway</html>") == (
+        "Error code: 502 - <html>Bad Gateway</html>"
+    )
+    assert status_message(500, b"") == "Error code: 500 - no message"
+    assert status_message(400, b'{"error": "bad field"}') == "Error code: 400 - bad field"
+    assert "sk-" not in status_message(401, b'{"error": {"message": "Incorrect key sk-abc"}}')
+
+
+def test_a_given_httpx_client_selects_the_sdk_path() -> None:
+    config = OpenAIProviderConfig(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="")
+    assert config.http_client == "aiohttp"
+    assert OpenAIProvider("t", config)._lean is not None
+    http = httpx2.AsyncClient()
+    assert OpenAIProvider("t", config, http_client=http)._lean is None
 
 
 # --- continuing a reply already spoken ------------------------------------------------------
@@ -312,13 +370,18 @@ async def test_dropped_connection_is_connection_lost(sim: RunningUpstream, fault
 
 
 @pytest.mark.anyio
-async def test_unreachable_upstream_is_connection_lost(sim: RunningUpstream) -> None:
+async def test_unreachable_upstream_is_connection_lost(
+    sim: RunningUpstream, http_client: str
+) -> None:
     with anyio.fail_after(3):
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         await listener.aclose()  # a port nobody listens on
     config = OpenAIProviderConfig(
-        base_url=f"http://127.0.0.1:{port}/v1", model="light", api_key_env="SIM_API_KEY"
+        base_url=f"http://127.0.0.1:{port}/v1",
+        model="light",
+        api_key_env="SIM_API_KEY",
+        http_client=http_client,  # type: ignore[arg-type]
     )
     err = await failing(OpenAIProvider("gone", config))
     assert isinstance(err, ConnectionLost)
@@ -493,3 +556,28 @@ def test_decoder_rejects_wrong_shapes() -> None:
     for bad in [b"data: {nope\n\n", b'data: {"choices": {"a": 1}}\n\n', b"data: 42\n\n"]:
         with pytest.raises(MalformedStream):
             ChatStreamDecoder("t").feed(bad)
+
+
+@pytest.mark.anyio
+async def test_the_proxy_from_the_environment_is_used(
+    sim: RunningUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY carries the request (read once, when the provider is made), whichever client
+    sends it: the sim, standing in for the proxy, sees the absolute URL of an unreachable host."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", sim.base_url.rsplit("/v1", 1)[0])
+    config = OpenAIProviderConfig(
+        base_url="http://upstream.invalid/v1",
+        model="light",
+        api_key_env="SIM_API_KEY",
+        http_client=HTTP_CLIENT,  # type: ignore[arg-type]
+    )
+    provider = OpenAIProvider("proxied", config)
+    with contextlib.suppress(ProviderError):
+        await collect(provider, user(EASY))
+    await provider.aclose()
+    assert sim.upstream.received, "nothing reached the proxy"
+    assert "upstream.invalid" in sim.upstream.received[-1].path or (
+        sim.upstream.received[-1].headers.get("host") == "upstream.invalid"
+    )

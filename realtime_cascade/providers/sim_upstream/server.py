@@ -108,6 +108,7 @@ class SimUpstream:
         self.received: deque[ReceivedRequest] = deque(maxlen=history)
         self.open_streams = 0
         self.open_connections = 0  # client connections held open (keep-alive ones included)
+        self.accepted_connections = 0  # every connection ever accepted (reuse shows here)
 
     def _script(self, profile: SimProfile) -> Script:
         # Cached by name, so "module:attr" scripts are imported once.
@@ -132,6 +133,7 @@ class SimUpstream:
             await listener.serve(self._connection)
 
     async def _connection(self, sock: SocketStream) -> None:
+        self.accepted_connections += 1
         self.open_connections += 1
         try:
             await self._serve_connection(sock)
