@@ -151,7 +151,13 @@ def map_errors(name: str) -> Iterator[None]:
     except ProviderError:
         raise
     except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):  # the request never went out
+            what = f"{name}: no connection within the timeout ({type(exc).__name__})"
+            raise UpstreamTimeout(what, connected=False) from exc
         raise UpstreamTimeout(f"{name}: the upstream timed out ({type(exc).__name__})") from exc
+    except aiohttp.ClientConnectorError as exc:  # refused, unreachable: nothing was sent
+        what = f"{name}: could not connect ({type(exc).__name__})"
+        raise ConnectionLost(what, connected=False) from exc
     except aiohttp.ClientResponseError as exc:  # a bad response, too many redirects
         raise ConnectionLost(f"{name}: connection lost ({type(exc).__name__})") from None
     except (aiohttp.ClientError, ConnectionError, OSError) as exc:
