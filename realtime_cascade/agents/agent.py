@@ -175,6 +175,7 @@ class SessionAgent(Generic[S]):
         first_tier: int,
         max_tier: int | None,
         learn: bool = True,
+        next_seed: Callable[[], int] | None = None,
     ) -> ToolLoop:
         return ToolLoop(
             self,
@@ -188,4 +189,5 @@ class SessionAgent(Generic[S]):
             first_tier=first_tier,
             max_tier=max_tier,
             learn=learn,
+            next_seed=next_seed,
         )

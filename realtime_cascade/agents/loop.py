@@ -24,6 +24,7 @@ first words would only repeat them ("Let me check that." … "One moment.").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -73,6 +74,7 @@ class ToolLoop:
         first_tier: int,
         max_tier: int | None,
         learn: bool = True,
+        next_seed: Callable[[], int] | None = None,
     ) -> None:
         self.bound = bound
         self.profile = profile
@@ -88,6 +90,9 @@ class ToolLoop:
         self.first_tier = first_tier
         self.max_tier = max_tier
         self.learn = learn
+        # A server session numbers every model call, as it did when the client sent one
+        # response.create per step; in-process runs keep the conversation's one seed.
+        self._next_seed = next_seed
         self.messages: list[Message] = list(request.messages)  # grows step by step
         self.runs: list[ToolRun] = []
         self.decisions: list[AgentDecision] = []
@@ -142,9 +147,12 @@ class ToolLoop:
         made = 0
         step = 0
         while True:
+            seed = self.request.seed
+            if step and self._next_seed is not None:
+                seed = self._next_seed()
             runner = self._runner = TurnRunner(
                 self.profile,
-                msgspec.structs.replace(self.request, messages=tuple(self.messages)),
+                msgspec.structs.replace(self.request, messages=tuple(self.messages), seed=seed),
                 self._emit,
                 turn_id=self.turn_id if step == 0 else f"{self.turn_id}.{step}",
                 session_spent_usd=self.spent_usd,

@@ -251,9 +251,8 @@ class Session:
             tools=all_tools,
             tool_choice=chat_tool_choice(choice) if all_tools else None,
             max_tokens=None if max_tokens == "inf" else max_tokens,
-            seed=self._turns,
+            seed=self._next_seed(),
         )
-        self._turns += 1
         in_conversation = p.conversation != "none"
         response = wire.ResponseObject(
             id=self._ids("resp"),
@@ -298,12 +297,19 @@ class Session:
                 params=governed.params,
                 first_tier=governed.first_tier,
                 max_tier=governed.max_tier,
+                next_seed=self._next_seed,
             )
         builder.created()
         if governed.decision is not None:
             builder.feed(Decision(governed.decision))
         # start() returns once the task runs: from then on runner.cancel() reaches the streams
         await self._tg.start(self._respond, active)
+
+    def _next_seed(self) -> int:
+        """Every model call of the session draws the next seed: a response, or a tool step."""
+        seed = self._turns
+        self._turns += 1
+        return seed
 
     async def _respond(
         self, active: _Active, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -111,3 +111,31 @@ def test_the_example_agent_as_the_docs_test_it() -> None:
     assert not turn.escalated
     (again,) = run_conversation(agent, ["call get_weather for Paris"])  # seeded: the same
     assert (again.text, again.tools[0].arguments) == (turn.text, turn.tools[0].arguments)
+
+
+class _Seeds:
+    """A provider wrapper that records the seed of every model call."""
+
+    def __init__(self, inner: Any, seen: list[int]) -> None:
+        self.inner = inner
+        self.seen = seen
+
+    def stream(self, request: Any) -> Any:
+        self.seen.append(request.seed)
+        return self.inner.stream(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_every_model_call_of_a_session_draws_its_own_seed() -> None:
+    # As when the client sent one response.create per step: a tool step is a model call of
+    # its own, so two turns of one tool step each ask for four distinct, increasing seeds.
+    seen: list[int] = []
+    async with serving(Agent(tools=[lookup])) as server:
+        profile = server.profiles["default"]
+        profile.providers = tuple(_Seeds(p, seen) for p in profile.providers)
+        async with raw(server) as client:
+            await client.turn("please lookup the weather")
+            await client.turn("please lookup the time")
+    assert seen == [0, 1, 2, 3]
