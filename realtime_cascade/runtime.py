@@ -164,9 +164,11 @@ class BoundAgent(Protocol):
         params: CascadeParams,
         first_tier: int,
         max_tier: int | None,
+        next_seed: Callable[[], int] | None = None,
     ) -> Responder:
         """The loop that answers ``request``: calls named in ``client_tools`` are the
-        client's to run (the response ends there); the agent runs its own."""
+        client's to run (the response ends there); the agent runs its own. ``next_seed``
+        numbers the model calls after the first (``request.seed``); None keeps that one."""
 
 
 @runtime_checkable
