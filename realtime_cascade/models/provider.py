@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,7 +26,15 @@ from typing import Annotated, Literal
 import anyio
 import msgspec
 
-from ..providers.base import Chunk, ConnectionLost, Provider, TierRequest, UpstreamTimeout
+from ..providers.base import (
+    Chunk,
+    ConnectionLost,
+    Message,
+    Provider,
+    ProviderError,
+    TierRequest,
+    UpstreamTimeout,
+)
 from ..providers.openai import OpenAIProvider, OpenAIProviderConfig
 from .build import require_server
 from .cache import Cache
@@ -172,6 +181,38 @@ async def start_local(providers: Sequence[Provider]) -> None:
             tg.start_soon(one, p)
     if errors:
         raise errors[0]
+
+
+log = logging.getLogger(__name__)
+
+
+async def warm_local(
+    providers: Sequence[Provider], instructions: str, tools: Sequence[dict[str, object]]
+) -> int:
+    """Ask each started :class:`LocalProvider` among ``providers`` for one token of a request
+    that holds only the system prompt (``instructions`` and ``tools``, as a session sends them),
+    one after the other. llama-server keeps that prompt in its slot's cache, so a session's
+    first turn reuses it instead of paying for it: a booking agent's prompt with its five tools
+    is ~2000 tokens, 10-30 s of prompt processing on one core for a 0.5-1.5B model, which is
+    past a voice turn's first-token timeout. Returns how many tiers were warmed; a failure is
+    logged, never raised (the tier is just cold)."""
+    request = TierRequest(
+        (Message("system", instructions),) if instructions else (),
+        tools=tuple(tools),
+        max_tokens=1,
+    )
+    warmed = 0
+    for p in providers:
+        if not isinstance(p, LocalProvider):
+            continue
+        try:
+            async with contextlib.aclosing(p.stream(request)) as chunks:
+                async for _ in chunks:
+                    pass
+            warmed += 1
+        except ProviderError as exc:
+            log.warning("local tier %s: prompt warm-up failed (%s); it starts cold", p.name, exc)
+    return warmed
 
 
 async def start_profiles(

@@ -46,7 +46,7 @@ from websockets.typing import Subprotocol
 
 from .. import config as config_mod
 from .. import wire
-from ..models.provider import start_profiles
+from ..models.provider import start_profiles, warm_local
 from ..observe.governance import OPEN
 from ..observe.observer import NULL_OBSERVER, Observer
 from ..runtime import CascadeProfile
@@ -358,6 +358,12 @@ class RealtimeServer:
                     error.message,
                 )
             self.local_status[name] = None if error is None else error.message
+            profile = self.profiles[name]
+            if error is None and profile.agent is not None:
+                # The agent's prompt is what every session of the profile opens with.
+                bound = profile.agent.bind("warm-up")
+                warmed = await warm_local(profile.providers, bound.instructions, bound.tools)
+                log.debug("profile %r: %d local tier(s) warmed", name, warmed)
 
     @property
     def port(self) -> int:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import anyio
 import pytest
 
 from realtime_cascade import config as config_mod
 from realtime_cascade.models.errors import NotInstalled
-from realtime_cascade.models.provider import LocalProvider, LocalProviderConfig, start_local
+from realtime_cascade.models.provider import (
+    LocalProvider,
+    LocalProviderConfig,
+    start_local,
+    warm_local,
+)
 from realtime_cascade.providers.base import ConnectionLost, Message, TierRequest
+from realtime_cascade.providers.sim import SimProfile, SimProvider
+from realtime_cascade.providers.sim_upstream import SimUpstream
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +77,32 @@ async def test_base_url_connects_and_supervises_nothing() -> None:
             async for _ in s:
                 pass
     await provider.aclose()
+
+
+async def test_warm_up_sends_the_agents_prompt_once_to_each_local_tier() -> None:
+    # The sim stands in for llama-server: what matters is the request each local tier gets
+    # (the system prompt with the tools block, one token), and that other tiers get none.
+    upstream = SimUpstream({"smollm2-135m": SimProfile(ttft_ms=1, itl_ms=1, skill=1.0)})
+    tool = {
+        "type": "function",
+        "function": {"name": "find_booking", "parameters": {"type": "object"}},
+    }
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(upstream.serve, "127.0.0.1", 0)
+        up = f"http://127.0.0.1:{port}/v1"
+        local = LocalProvider("light", LocalProviderConfig(model="smollm2-135m", base_url=up))
+        dead = LocalProvider(  # nothing listens: logged, not raised, not counted
+            "strong", LocalProviderConfig(model="smollm2-135m", base_url="http://127.0.0.1:9/v1")
+        )
+        other = SimProvider("sim", SimProfile(ttft_ms=1, itl_ms=1, skill=1.0))
+        warmed = await warm_local([local, other, dead], "You book tables.", [tool])
+        tg.cancel_scope.cancel()
+    assert warmed == 1
+    (sent,) = [r.body for r in upstream.received if r.path == "/v1/chat/completions"]
+    assert sent["max_tokens"] == 1 or sent.get("max_completion_tokens") == 1
+    (system,) = sent["messages"]
+    assert system["role"] == "system"
+    assert system["content"].startswith("You book tables.")
+    assert '"name": "find_booking"' in system["content"]  # the tools block, as turns send it
+    await local.aclose()
+    await dead.aclose()
