@@ -49,6 +49,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ _IDLE_KEEP_MS: Final = 2000  # VAD idle: audio kept before the current point (pa
 AUDIO_RATE_X: Final = 4.0  # audio seconds a session may send per second, sustained
 AUDIO_BURST_S: Final = 60.0
 MAX_PENDING_STT_S: Final = 60.0
+MAX_PROMPT_CHARS: Final = 1000  # Whisper reads at most 223 prompt tokens (~900 characters)
+_LANGUAGE: Final = re.compile(r"[a-z]{2,3}(-[a-zA-Z0-9]{2,8})?")  # ISO 639-1 ("en"), "en-US"
 SPECULATE_MAX_S: Final = 30.0  # Whisper's window: longer speech is transcribed at its commit
 _CODECS: Final[dict[str, Codec]] = {
     "audio/pcm": "pcm16",
@@ -150,8 +153,8 @@ class AudioSettings(msgspec.Struct, frozen=True):
                 changes["input_rate"] = _rate(i.format, "session.audio.input.format")
                 changes["input_codec"] = _CODECS[i.format.type]
             if i.transcription is not None:
-                changes["language"] = i.transcription.language
-                changes["prompt"] = i.transcription.prompt
+                changes["language"] = _language(i.transcription.language)
+                changes["prompt"] = _prompt(i.transcription.prompt)
             if not isinstance(i.turn_detection, msgspec.UnsetType):
                 changes["turn_detection"] = _turn_detection(self.turn_detection, i.turn_detection)
         if p.output is not None:
@@ -208,6 +211,30 @@ class AudioSettings(msgspec.Struct, frozen=True):
                 format=_format(self.output_codec, RATE), voice=self.voice, speed=self.speed
             ),
         )
+
+
+def _language(language: str | None) -> str | None:
+    if language is None or _LANGUAGE.fullmatch(language):
+        return language
+    raise AudioError(
+        "invalid_value",
+        "language must be an ISO 639-1 code such as 'en' (optionally with a region: 'en-US')",
+        param="session.audio.input.transcription.language",
+    )
+
+
+def _prompt(prompt: str | None) -> str | None:
+    """The recogniser's prompt (vocabulary and style hints): bounded, plain text; '' is none."""
+    if not prompt:
+        return None
+    where = "session.audio.input.transcription.prompt"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise AudioError(
+            "invalid_value", f"prompt is at most {MAX_PROMPT_CHARS} characters", param=where
+        )
+    if any(not (c.isprintable() or c in "\n\t") for c in prompt):
+        raise AudioError("invalid_value", "prompt must be plain text", param=where)
+    return prompt
 
 
 def _format(codec: Codec, rate: int) -> wire.AudioFormat:

@@ -335,3 +335,27 @@ async def test_an_unknown_voice_is_refused(server: RealtimeServer) -> None:
         assert (await c.until("session.updated"))[-1]["session"]["audio"]["output"]["voice"] == (
             "alloy"
         )
+
+
+async def test_the_transcription_prompt_is_checked_and_reaches_the_recogniser(
+    server: RealtimeServer, stt: FakeStt
+) -> None:
+    where = "session.audio.input.transcription"
+    async with raw(server) as c:
+        for transcription, param in [
+            ({"prompt": "x" * 1001}, f"{where}.prompt"),  # bounded
+            ({"prompt": "Sakura\x00"}, f"{where}.prompt"),  # plain text only
+            ({"language": "english please"}, f"{where}.language"),  # ISO 639-1
+        ]:
+            audio = {"input": {"transcription": transcription}}
+            await c.send({"type": "session.update", "session": {"audio": audio}})
+            error = (await c.until("error"))[-1]["error"]
+            assert (error["code"], error["param"]) == ("invalid_value", param)
+        prompt = "A caller booking a table at Sakura: guests, dates, times."
+        await c.send({"type": "session.update", "session": {"audio": {"input": {
+            "transcription": {"prompt": prompt, "language": "en"}}}}})  # fmt: skip
+        session = (await c.until("session.updated"))[-1]["session"]
+        assert session["audio"]["input"]["transcription"]["prompt"] == prompt
+        await send_audio(c, utterance())
+        await c.until("conversation.item.input_audio_transcription.completed")
+    assert stt.prompts == [prompt]
