@@ -6,7 +6,9 @@
     python -m bench --voice 8                # the same, from the main bench
 
 Engine sets, side by side in one run: ``new`` (the defaults: Silero VAD, Whisper tiny.en,
-Piper) and ``old`` (energy VAD, pocketsphinx, espeak-ng: the ``[audio]`` table below).
+Piper, speculative transcription), ``new-serial`` (the same with ``speculative_stt = false``:
+the recogniser starts only when the turn is committed, as before speculation) and ``old``
+(energy VAD, pocketsphinx, espeak-ng: the ``[audio]`` table below).
 
 A client speaks Piper-voiced requests into the server **in real time** (40 ms appends, paced by
 the clock, as a microphone would), one session per policy (the ``cascade`` extension picks the
@@ -60,7 +62,12 @@ kind = "pocketsphinx"
 [audio.tts]
 kind = "espeak"
 """
-ENGINE_SETS = ("new", "old")
+SERIAL = """
+[audio]
+speculative_stt = false
+"""
+ENGINE_SETS = ("new", "new-serial", "old")
+EXTRA_TOML = {"new": "", "new-serial": SERIAL, "old": OLD_ENGINES}
 SERVER_VAD: dict[str, Any] = {"type": "server_vad"}
 UTTERANCES = (
     "Do you have a table for two tomorrow evening?",
@@ -108,6 +115,8 @@ class Turn:
     heard: str = ""
     tiers: str = ""
     status: str = ""
+    speculative: bool = False  # cascade.transcription: the transcript was made at a pause
+    saved_ms: float = 0.0  # the recogniser's time the turn did not wait for
 
     def stages(self) -> dict[str, float | None]:
         def ms(a: float | None, b: float | None) -> float | None:
@@ -133,6 +142,8 @@ class _Event(msgspec.Struct):
     response: dict[str, Any] | None = None
     trace: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    speculative: bool = False
+    saved_ms: float = 0.0
 
 
 _DECODE = msgspec.json.Decoder(_Event)
@@ -162,6 +173,8 @@ async def _listen(ws: ClientConnection, turn: Turn) -> None:
                 turn.stopped = turn.stopped or now
             case "conversation.item.input_audio_transcription.completed":
                 turn.transcribed, turn.heard = now, e.transcript
+            case "cascade.transcription":
+                turn.speculative, turn.saved_ms = e.speculative, e.saved_ms
             case "response.created":
                 turn.created = now
             case "response.output_audio.delta":
@@ -261,7 +274,7 @@ async def measure(
                               "engines_sets": {}}  # fmt: skip
     text = Path(config).read_text() if config else _default_toml()  # noqa: ASYNC240
     for name in engine_sets:
-        cfg = config_mod.loads(text + (OLD_ENGINES if name == "old" else ""))
+        cfg = config_mod.loads(text + EXTRA_TOML[name])
         result["engines_sets"][name] = await _policies(
             cfg, turns, policies, utterances, turn_detection
         )
@@ -294,6 +307,8 @@ async def _policies(
                 for stage in STAGES
             }
             cell["completed"] = sum(t.status == "completed" for t in got)
+            cell["speculative"] = sum(t.speculative for t in got)
+            cell["stt_saved_ms"] = summarize(t.saved_ms for t in got)
             cell["heard"] = sorted({t.heard for t in got})
             cell["tier_paths"] = sorted({t.tiers for t in got})
             result[name] = cell
@@ -305,8 +320,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Voice-to-voice latency, ms (n = {result['turns_per_policy']} spoken turns per policy; "
         f"p50 / p95 / p99; turn detection {result['turn_detection']})",
         "",
-        "| engines | policy | voice-to-voice | VAD | STT | first text | TTS first audio |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| engines | policy | voice-to-voice | VAD | STT | first text | TTS first audio "
+        "| speculative | STT saved |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def cell(s: dict[str, Any]) -> str:
@@ -317,6 +333,9 @@ def markdown(result: dict[str, Any]) -> str:
     for engine_set, policies in result["engines_sets"].items():
         for name, c in policies.items():
             row = " | ".join(cell(c[s]) for s in STAGES)
+            n = c["voice_to_voice"].get("n", 0)
+            saved = c["stt_saved_ms"].get("p50", 0.0) if c["stt_saved_ms"].get("n") else 0.0
+            row += f" | {c['speculative']}/{n} | {saved:.0f}"
             lines.append(f"| {engine_set} | {name} | {row} |")
     e = result.get("engines")
     if e:

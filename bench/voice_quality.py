@@ -9,6 +9,12 @@ Piper (the new default voice) and by espeak-ng (the old one), clean and with whi
 (Whisper tiny.en, int8, 1 thread; pocketsphinx) transcribes every recording *in this
 process* (the engines' worker classes, called directly: no IPC in the timing), and
 
+Whisper runs three ways in the same run: ``whisper`` with the server's defaults (greedy, no
+prompt: what a session gets that sets nothing), ``whisper beam5`` (``beam_size = 5``), and
+``whisper +prompt``: the defaults with :data:`BOOKING_PROMPT` as
+``session.audio.input.transcription.prompt``, what a booking agent would set (it names the
+domain, not the test sentences).
+
 - **WER** = word edits / reference words, over the whole set, after normalising both sides
   (lower case, no punctuation, digits and times spelled out: Whisper writes "2" and "7:30");
 - **CPU per audio second** = ``time.process_time()`` spent transcribing / seconds of audio.
@@ -93,6 +99,10 @@ SENTENCES = (
     "Please send me a confirmation message.",
     "How long is the wait for a table?",
     "Do you have any tables left for Sunday lunch?",
+)
+BOOKING_PROMPT = (
+    "A caller is booking a table at a restaurant: reservations, number of guests, "
+    "dates and times, the menu, dietary needs."
 )
 SNR_DB = 15.0
 NOISE_DBFS = -25.0
@@ -211,9 +221,12 @@ def vad_on(make: Callable[[], Vad], audio: Samples) -> tuple[int, float]:
 def measure(log: Callable[[str], None] = print) -> dict[str, Any]:
     sets = test_set(log)
     whisper = WhisperEngine(None, "int8", 1, 1)
+    beam5 = WhisperEngine(None, "int8", 5, 1)
     sphinx = PocketsphinxEngine({"samprate": DECODER_RATE, "loglevel": "FATAL"}, 100.0)
     engines: dict[str, Callable[[Samples], str]] = {
         "whisper": lambda clip: whisper.transcribe(clip, None),
+        "whisper beam5": lambda clip: beam5.transcribe(clip, None),
+        "whisper +prompt": lambda clip: whisper.transcribe(clip, BOOKING_PROMPT),
         "pocketsphinx": sphinx.transcribe,
     }
     stt: dict[str, Any] = {}
@@ -238,7 +251,7 @@ def measure(log: Callable[[str], None] = print) -> dict[str, Any]:
         vad[name] = cell
         log(f"vad {name}: {cell}")
     return {"sentences": len(SENTENCES), "snr_db": SNR_DB, "noise_dbfs": NOISE_DBFS,
-            "stt": stt, "vad": vad}  # fmt: skip
+            "booking_prompt": BOOKING_PROMPT, "stt": stt, "vad": vad}  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:

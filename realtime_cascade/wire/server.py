@@ -354,6 +354,19 @@ class CascadeFiller(_ServerEvent, tag="cascade.filler"):
     text: str
 
 
+class CascadeTranscription(_ServerEvent, tag="cascade.transcription"):
+    """How a user audio item's transcript was made; sent after its ``…transcription.completed``.
+
+    ``speculative``: the recogniser started at a pause in the speech, before the turn ended,
+    and the commit took its result. ``stt_ms``: the recogniser's time; ``saved_ms``: the part
+    of it done before the commit (the turn did not wait for it; 0 when not speculative)."""
+
+    item_id: str
+    speculative: bool
+    stt_ms: float
+    saved_ms: float
+
+
 class CascadeTrace(_ServerEvent, tag="cascade.trace"):
     """The turn's full trace, sent just before ``response.done``."""
 
@@ -417,6 +430,7 @@ ServerEvent = (
     | CascadeHandoff
     | CascadeFiller
     | CascadeTrace
+    | CascadeTranscription
     | CascadeToolResult
     | CascadeAgentDecision
 )

@@ -25,12 +25,19 @@ class FakeStt:
         self.error = error
         self.delay = 0.0
         self.heard: list[Samples] = []
+        self.prompts: list[str | None] = []
+        self.cancelled = 0  # jobs whose caller left before they finished
 
     async def transcribe(
         self, samples: Samples, *, language: str | None = None, prompt: str | None = None
     ) -> str:
         self.heard.append(samples)
-        await anyio.sleep(self.delay)
+        self.prompts.append(prompt)
+        try:
+            await anyio.sleep(self.delay)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
         if self.error is not None:
             raise TranscriptionError(self.error)
         return self.text

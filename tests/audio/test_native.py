@@ -20,7 +20,12 @@ from realtime_cascade.audio import turn
 from realtime_cascade.audio.codec import Decoder, Encoder, g711_decode, g711_encode
 from realtime_cascade.audio.config import Speech
 from realtime_cascade.audio.pcm import RATE, encode_b64
-from realtime_cascade.audio.stt import TranscriptionError, WhisperTranscriber, run_in_pool
+from realtime_cascade.audio.stt import (
+    TranscriptionError,
+    WhisperConfig,
+    WhisperTranscriber,
+    run_in_pool,
+)
 from realtime_cascade.audio.tts import EspeakSynthesizer, PiperSynthesizer, SpeechError
 from realtime_cascade.audio.vad import EnergyVad, SileroVad, SpeechStarted, SpeechStopped
 from realtime_cascade.audio.workers import WorkerPool
@@ -132,6 +137,38 @@ def test_silero_finds_speech() -> None:
 
 
 # --- Whisper and Piper ---------------------------------------------------------------------------
+
+
+def test_whisper_takes_the_prompt_as_vocabulary() -> None:
+    # espeak-ng's robotic voice: tiny.en mishears the wine-list word unless the prompt has it
+    from realtime_cascade.audio.stt.whisper import WhisperEngine
+    from realtime_cascade.audio.tts.espeak import speak_here
+
+    engine = WhisperEngine(None, "int8", 1, 1)
+    audio = np.concatenate((speak_here("Is there a corkage fee?").samples, silence(500)))
+    assert "corkage" not in engine.transcribe(audio, None).lower()
+    assert "corkage" in engine.transcribe(audio, "Wine corkage, the terrace, desserts.").lower()
+
+
+async def test_whisper_gets_the_sessions_prompt_else_the_configured_one() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Pool:
+        name = "whisper"
+
+        async def call(self, method: str, *args: Any) -> str:
+            calls.append((method, *args[1:]))
+            return "heard"
+
+    whisper = WhisperTranscriber(WhisperConfig(prompt="Sakura, corkage"))
+    whisper.pool = Pool()  # type: ignore[assignment]
+    audio = silence(500)
+    await whisper.transcribe(audio)
+    await whisper.transcribe(audio, prompt="Luigi's", language="en-US")
+    assert calls == [
+        ("transcribe", "Sakura, corkage", "en"),
+        ("transcribe", "Luigi's", "en-US"),
+    ]
 
 
 async def test_piper_streams_by_sentence_and_whisper_hears_it() -> None:

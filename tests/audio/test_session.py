@@ -120,8 +120,12 @@ async def test_server_vad_commits_transcribes_and_answers(
     assert added["item"]["content"] == [{"type": "input_audio", "audio": None, "transcript": None}]
     done = events[seen.index("conversation.item.input_audio_transcription.completed")]
     assert done["transcript"] == stt.text and done["usage"]["type"] == "duration"
-    # the speech, padding and the silence that ended it: 300 ms + 800 ms + 500 ms
-    assert len(stt.heard[0]) == 1600 * RATE // 1000
+    # the item is the speech, padding and the silence that ended it: 300 + 800 + 500 ms
+    assert done["usage"]["seconds"] == 1.6
+    # the recogniser heard it from its first pause (speculative: rule 9), silence not yet in
+    how = events[seen.index("cascade.transcription")]
+    assert how["item_id"] == done["item_id"] and how["speculative"] is True
+    assert len(stt.heard) == 1 and 1100 * RATE // 1000 <= len(stt.heard[0]) <= 1300 * RATE // 1000
     trace = next(e for e in events if e["type"] == "cascade.trace")["trace"]
     assert trace["request"] == stt.text  # the cascade answered the transcript
     assert "book a table" in text_of(events)  # text mode: text deltas
@@ -264,7 +268,9 @@ async def test_telephony_audio_in_and_out(server: RealtimeServer, stt: FakeStt) 
     assert events[kinds(events).index("input_audio_buffer.speech_stopped")]["audio_end_ms"] in (
         range(1560, 1640)
     )
-    assert abs(len(stt.heard[0]) - 1600 * RATE // 1000) < RATE // 25  # as PCM16 at 24 kHz
+    done = events[kinds(events).index("conversation.item.input_audio_transcription.completed")]
+    assert abs(done["usage"]["seconds"] - 1.6) < 0.04  # as PCM16 at 24 kHz
+    assert abs(len(stt.heard[0]) - 1200 * RATE // 1000) < RATE // 10  # from the first pause
     out = b"".join(
         base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
     )
@@ -329,3 +335,27 @@ async def test_an_unknown_voice_is_refused(server: RealtimeServer) -> None:
         assert (await c.until("session.updated"))[-1]["session"]["audio"]["output"]["voice"] == (
             "alloy"
         )
+
+
+async def test_the_transcription_prompt_is_checked_and_reaches_the_recogniser(
+    server: RealtimeServer, stt: FakeStt
+) -> None:
+    where = "session.audio.input.transcription"
+    async with raw(server) as c:
+        for transcription, param in [
+            ({"prompt": "x" * 1001}, f"{where}.prompt"),  # bounded
+            ({"prompt": "Sakura\x00"}, f"{where}.prompt"),  # plain text only
+            ({"language": "english please"}, f"{where}.language"),  # ISO 639-1
+        ]:
+            audio = {"input": {"transcription": transcription}}
+            await c.send({"type": "session.update", "session": {"audio": audio}})
+            error = (await c.until("error"))[-1]["error"]
+            assert (error["code"], error["param"]) == ("invalid_value", param)
+        prompt = "A caller booking a table at Sakura: guests, dates, times."
+        await c.send({"type": "session.update", "session": {"audio": {"input": {
+            "transcription": {"prompt": prompt, "language": "en"}}}}})  # fmt: skip
+        session = (await c.until("session.updated"))[-1]["session"]
+        assert session["audio"]["input"]["transcription"]["prompt"] == prompt
+        await send_audio(c, utterance())
+        await c.until("conversation.item.input_audio_transcription.completed")
+    assert stt.prompts == [prompt]

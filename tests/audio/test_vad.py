@@ -89,3 +89,19 @@ def test_chunking_does_not_matter(cuts: list[int]) -> None:
 def test_threshold_maps_to_levels(threshold: float) -> None:
     assert -65 <= energy.floor_db(threshold) <= -25
     assert 6 <= energy.margin_db(threshold) <= 18
+
+
+def test_a_pause_is_seen_before_the_stop_and_the_stop_ends_it() -> None:
+    vad = Vad(VadParams(prefix_padding_ms=300, silence_duration_ms=500))
+    assert vad.pause_ms is None
+    vad.feed(np.concatenate((silence(1000), tone(600))))
+    assert vad.speaking and vad.pause_ms is None  # speech goes on
+    vad.feed(silence(100))
+    assert vad.pause_ms == 1600  # where the speech stopped, before the stop is certain
+    vad.feed(tone(200))
+    assert vad.pause_ms is None  # it resumed: that pause is over
+    vad.feed(silence(100))
+    assert vad.pause_ms == 1900  # a new pause
+    (stop,) = vad.feed(silence(500))
+    assert stop == SpeechStopped(audio_end_ms=2400, speech_end_ms=1900)  # ended as that pause
+    assert vad.pause_ms is None

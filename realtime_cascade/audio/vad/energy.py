@@ -74,6 +74,10 @@ class EnergyVad:
     def position_ms(self) -> int:
         return self._seg.position_ms
 
+    @property
+    def pause_ms(self) -> int | None:
+        return self._seg.pause_ms
+
     def configure(self, params: VadParams) -> None:
         self.params = self._seg.params = params
 

@@ -55,6 +55,10 @@ class SileroVad:
     def position_ms(self) -> int:
         return self._seg.position_ms
 
+    @property
+    def pause_ms(self) -> int | None:
+        return self._seg.pause_ms
+
     def configure(self, params: VadParams) -> None:
         self.params = self._seg.params = params
 
