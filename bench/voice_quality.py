@@ -98,25 +98,8 @@ SNR_DB = 15.0
 NOISE_DBFS = -25.0
 
 _ONES = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
     "nineteen",
 )
 _TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
@@ -175,7 +158,9 @@ def test_set(log: Callable[[str], None]) -> dict[str, list[Samples]]:
     out: dict[str, list[Samples]] = {}
     for voice, clips in sets.items():
         out[f"{voice}/clean"] = [padded(c) for c in clips]
-        out[f"{voice}/noise15"] = [padded(with_noise(c, SNR_DB, i)) for i, c in enumerate(clips)]
+        out[f"{voice}/noise15"] = [
+            padded(with_noise(c, SNR_DB, i)) for i, c in enumerate(clips)
+        ]
     return out
 
 

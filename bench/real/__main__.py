@@ -363,7 +363,8 @@ def report(
     summaries = {k: _summary(v, light_wrong) for k, v in policies.items()}
     # The threshold is a policy choice: post-hoc at other thresholds, from the same runs.
     sweep = {
-        f"{th:.2f}": _summary(_post_hoc(tasks, by, fit, th, monitor), light_wrong) for th in GRID
+        f"{th:.2f}": _summary(_post_hoc(tasks, by, fit, th, monitor), light_wrong)
+        for th in GRID
     }
     operating = choose_operating_point(tasks, by, fit, monitor, light_wrong)
     policies["post-hoc (chosen, held out)"] = operating.pop("held_out_turns")
