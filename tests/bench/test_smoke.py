@@ -18,7 +18,15 @@ from bench.scenarios import ROOT, booking_mix
 
 pytestmark = pytest.mark.anyio
 
-POLICIES = ("bare", "bare-proxy", "light-only", "strong-only", "post-hoc", "cascade", "cascade+hedge")
+POLICIES = (
+    "bare",
+    "bare-proxy",
+    "light-only",
+    "strong-only",
+    "post-hoc",
+    "cascade",
+    "cascade+hedge",
+)
 
 
 @pytest.fixture
