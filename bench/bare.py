@@ -12,15 +12,25 @@ protocol for the bench's client: ``session.update`` (instructions and tools),
 ``conversation.item.create``, ``response.create`` (``conversation: "none"`` honoured),
 ``response.cancel``; every response ends with ``response.done`` carrying its output items
 (text and function calls) and usage. Prints ``bare on ws://HOST:PORT`` once listening.
+
+``--upstream URL`` makes it a bare *proxy*: each response is streamed from the sim upstream at
+``URL`` (``…/v1``) on the server's own HTTP client (:class:`~realtime_cascade.providers.
+aiohttp_client.AiohttpUpstream`, the ``openai`` provider's default), with the request body and
+headers the server would send for its first tier, and each text token of the SSE body is
+forwarded as one delta the moment it is read (the SSE lines split and each ``data:`` decoded by
+msgspec into just the fields used). What the server does beyond this is its own work: SSE
+decoding into chunks, the cascade core, the response builder, the session.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import signal
 import sys
 import time
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +42,15 @@ from websockets.exceptions import ConnectionClosed
 from realtime_cascade import config as config_mod
 from realtime_cascade import loop, wire
 from realtime_cascade.core import TierSpec
-from realtime_cascade.providers.sim import SCRIPTS, SimProfile
+from realtime_cascade.providers.aiohttp_client import AiohttpUpstream
+from realtime_cascade.providers.base import Message
+from realtime_cascade.providers.openai import OpenAIProvider, OpenAIProviderConfig
+from realtime_cascade.providers.sim import SCRIPTS, SimProfile, SimStep
 from realtime_cascade.providers.sim_upstream import resolve_script
 from realtime_cascade.server.conversation import Conversation
 from realtime_cascade.server.settings import chat_tools
 
-from .ideal import TierSim, tier_schedule
+from .ideal import TierSim, tier_request_for, tier_schedule
 
 
 class _In(msgspec.Struct):
@@ -49,6 +62,47 @@ class _In(msgspec.Struct):
 
 _DECODE = msgspec.json.Decoder(_In)
 _ENCODE = msgspec.json.Encoder()
+
+
+class _Fn(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _Call(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _Fn | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_Call] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _SSEChunk(msgspec.Struct):
+    choices: list[_Choice] = []
+
+
+_SSE = msgspec.json.Decoder(_SSEChunk)
+
+
+class BareUpstream:
+    """The proxy's upstream: the server's HTTP client and request body for ``tier``."""
+
+    def __init__(self, base_url: str, tier: str, timeout_s: float = 60.0) -> None:
+        config = OpenAIProviderConfig(base_url=base_url, model=tier, api_key_env="")
+        self.provider = OpenAIProvider(tier, config)  # the body and headers, built as served
+        url = base_url.rstrip("/") + "/chat/completions"
+        self.http = AiohttpUpstream(url, timeout_s, config.max_connections)
+
+    def headers(self) -> Mapping[str, str]:
+        return self.provider._request_headers()
 
 
 def load_tier(config_path: str | None, profile: str, tier: str) -> tuple[TierSim, TierSpec]:
@@ -68,9 +122,16 @@ def load_tier(config_path: str | None, profile: str, tier: str) -> tuple[TierSim
 
 class BareSession:
     def __init__(
-        self, ws: ServerConnection, tier: TierSim, spec: TierSpec, sid: str, clock: str
+        self,
+        ws: ServerConnection,
+        tier: TierSim,
+        spec: TierSpec,
+        sid: str,
+        clock: str,
+        upstream: BareUpstream | None = None,
     ) -> None:
         self.ws = ws
+        self.upstream = upstream
         self.absolute = clock == "absolute"
         self.tier = tier
         self.spec = spec
@@ -125,6 +186,54 @@ class BareSession:
                 case _:
                     pass
 
+    async def _pieces(
+        self, steps: list[SimStep], messages: tuple[Message, ...], choice: str | None
+    ) -> AsyncGenerator[tuple[str, _Call | None], None]:
+        """Each text token or tool-call piece when it is due (scheduled) or read (proxy)."""
+        if self.upstream is not None:
+            request = tier_request_for(messages, self.tools, choice, None, self.spec)
+            up = self.upstream
+            response = await up.http.post(up.provider.request_body(request), up.headers)
+            try:
+                content = response.content
+                buffer = b""
+                while piece := await content.readany():
+                    lines = (buffer + piece).split(b"\n")
+                    buffer = lines.pop()
+                    for line in lines:
+                        if not line.startswith(b"data: "):
+                            continue
+                        data = line[6:].rstrip(b"\r")
+                        if data == b"[DONE]":
+                            return
+                        for event in _SSE.decode(data).choices:
+                            delta = event.delta
+                            if delta is None:
+                                continue
+                            if delta.content:
+                                yield delta.content, None
+                            for call in delta.tool_calls or ():
+                                yield "", call
+            finally:
+                response.close()
+            return
+        anchor: float | None = None
+        due = 0.0
+        for step in steps:
+            delay = step.delay
+            if self.absolute:  # due at start + scheduled offset (as sim-upstream does)
+                now = time.monotonic()
+                anchor = now if anchor is None else anchor
+                due += step.delay
+                delay = anchor + due - now
+            if delay > 0:
+                await anyio.sleep(delay)
+            chunk = step.chunk
+            tc = chunk.tool_call
+            part = None if tc is None else _Call(tc.index, tc.id, _Fn(tc.name, tc.arguments))
+            if chunk.text or part is not None:
+                yield chunk.text, part
+
     def _item(self, param: wire.ItemParam) -> wire.Item:
         match param:
             case wire.MessageParam(role=role, content=content):
@@ -141,7 +250,11 @@ class BareSession:
         self.responses += 1
         messages = self.conversation.messages(self.instructions)
         choice = "auto" if self.tools else None
-        steps = tier_schedule(self.tier, messages, self.tools, choice, None, self.spec)
+        steps = (
+            []
+            if self.upstream is not None
+            else tier_schedule(self.tier, messages, self.tools, choice, None, self.spec)
+        )
         await self.send({"type": "response.created", "response": {"id": rid}})
         item_id = self._id("item")
         text: list[str] = []
@@ -149,38 +262,30 @@ class BareSession:
         meta: dict[int, tuple[str, str]] = {}
         tokens = 0
         status = "completed"
-        anchor: float | None = None
-        due = 0.0
         with scope:
-            for step in steps:
-                delay = step.delay
-                if self.absolute:  # due at start + scheduled offset (as sim-upstream does)
-                    now = time.monotonic()
-                    anchor = now if anchor is None else anchor
-                    due += step.delay
-                    delay = anchor + due - now
-                if delay > 0:
-                    await anyio.sleep(delay)
-                chunk = step.chunk
-                if chunk.text:
-                    tokens += 1
-                    text.append(chunk.text)
-                    await self.send(
-                        {
-                            "type": "response.output_text.delta",
-                            "response_id": rid,
-                            "item_id": item_id,
-                            "output_index": 0,
-                            "content_index": 0,
-                            "delta": chunk.text,
-                        }
-                    )
-                if chunk.tool_call is not None:
-                    tokens += 1
-                    call = chunk.tool_call
-                    calls.setdefault(call.index, []).append(call.arguments)
-                    if call.id or call.name:
-                        meta[call.index] = (call.id or "", call.name or "")
+            pieces = self._pieces(steps, messages, choice)
+            async with contextlib.aclosing(pieces):
+                async for text_piece, call in pieces:
+                    if text_piece:
+                        tokens += 1
+                        text.append(text_piece)
+                        await self.send(
+                            {
+                                "type": "response.output_text.delta",
+                                "response_id": rid,
+                                "item_id": item_id,
+                                "output_index": 0,
+                                "content_index": 0,
+                                "delta": text_piece,
+                            }
+                        )
+                    if call is not None:
+                        tokens += 1
+                        fn = call.function
+                        calls.setdefault(call.index, []).append((fn.arguments or "") if fn else "")
+                        name = fn.name if fn is not None else None
+                        if call.id or name:
+                            meta[call.index] = (call.id or "", name or "")
         if scope.cancel_called:
             status = "cancelled"
         output: list[wire.Item] = []
@@ -220,15 +325,17 @@ async def serve_bare(
     spec: TierSpec,
     *,
     clock: str = "absolute",
+    upstream: str | None = None,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``task_status.started(port)`` once listening."""
     counter = 0
+    proxy = None if upstream is None else BareUpstream(upstream, tier.name)
 
     async def handler(ws: ServerConnection) -> None:
         nonlocal counter
         counter += 1
-        session = BareSession(ws, tier, spec, f"bare{counter}", clock)
+        session = BareSession(ws, tier, spec, f"bare{counter}", clock, proxy)
         try:
             async with anyio.create_task_group() as tg:
                 await session.run(tg)
@@ -236,14 +343,25 @@ async def serve_bare(
         except ConnectionClosed:
             pass
 
-    async with serve(handler, host, port, compression=None, max_queue=8, backlog=4096) as server:
-        task_status.started(int(server.sockets[0].getsockname()[1]))
-        await anyio.sleep_forever()
+    try:
+        async with serve(
+            handler, host, port, compression=None, max_queue=8, backlog=4096
+        ) as server:
+            task_status.started(int(server.sockets[0].getsockname()[1]))
+            await anyio.sleep_forever()
+    finally:
+        if proxy is not None:
+            with anyio.CancelScope(shield=True):
+                await proxy.provider.aclose()
+                await proxy.http.aclose()
 
 
-async def _main(host: str, port: int, tier: TierSim, spec: TierSpec, clock: str) -> None:
+async def _main(
+    host: str, port: int, tier: TierSim, spec: TierSpec, clock: str, upstream: str | None
+) -> None:
     async with anyio.create_task_group() as tg:
-        bound = await tg.start(functools.partial(serve_bare, clock=clock), host, port, tier, spec)
+        bare = functools.partial(serve_bare, clock=clock, upstream=upstream)
+        bound = await tg.start(bare, host, port, tier, spec)
         print(f"bare on ws://{host}:{bound}", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
@@ -265,12 +383,19 @@ def main(argv: list[str] | None = None) -> int:
         help="tokens due at start + offset (as sim-upstream), or one sleep per gap "
         "(as sim-upstream --clock relative)",
     )
+    parser.add_argument(
+        "--upstream",
+        default=None,
+        metavar="URL",
+        help="a bare proxy: stream each response from this sim upstream (…/v1) on the "
+        "server's HTTP client (aiohttp) instead of the in-process schedule",
+    )
     args = parser.parse_args(argv)
     if args.config is not None and not Path(args.config).is_file():
         print(f"bare: no config {args.config}", file=sys.stderr)
         return 2
     tier, spec = load_tier(args.config, args.profile, args.tier)
-    loop.run(_main, args.host, args.port, tier, spec, args.clock)
+    loop.run(_main, args.host, args.port, tier, spec, args.clock, args.upstream)
     return 0
 
 

@@ -44,12 +44,14 @@ class Policy:
     session: dict[str, Any] | None = None  # the session's ``cascade`` overrides
     posthoc: bool = False
     bare: bool = False
+    proxy: bool = False  # the bare server as a proxy of the light tier's sim upstream
 
 
 def policies(last_tier: int) -> list[Policy]:
     """The policies measured, in the order they are run."""
     return [
         Policy("bare", bare=True),
+        Policy("bare-proxy", bare=True, proxy=True),
         Policy("light-only", {"max_tier": 0}),
         Policy("strong-only", {"first_tier": last_tier}),
         Policy("post-hoc", posthoc=True),

@@ -82,6 +82,8 @@ SCALARS = (
     "delta_chars_per_s",
     "pace",
     "throughput_vs_bare",
+    "cpu_vs_bare",
+    "cpu_vs_bare_proxy",
     "cost_total_usd",
     "task_success",
     "task_success_hard",
@@ -236,7 +238,7 @@ def cell_metrics(
     progress: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The cell's figures, and the full samples behind its distributions (for plots)."""
-    bare = cell.policy == "bare"
+    bare = cell.policy in ("bare", "bare-proxy")  # the light tier's stream, nothing else
     first_text, end_of_turn, end_escalated = [], [], []
     hedged = 0
     overhead, overhead_first, overhead_end = [], [], []
@@ -341,6 +343,8 @@ def cell_metrics(
         "delta_chars_per_s": round(chars / cell.wall_s, 1) if cell.wall_s else None,
         "pace": pace,
         "throughput_vs_bare": None,  # filled in once the bare cell is known
+        "cpu_vs_bare": None,  # per-token CPU over the bare server's (same N)
+        "cpu_vs_bare_proxy": None,  # ... over the bare proxy's
         "cost_per_turn_usd": summarize(costs, digits=7),
         "cost_total_usd": round(sum(costs), 6),
         "task_success": rate(turns, lambda t: not t.problems),

@@ -354,6 +354,7 @@ COLUMNS: list[Column] = [
         lambda c: f"{_p('barge_in_ms', 'p50')(c)} / {_p('barge_in_ms', 'p99')(c)}",
     ),
     ("CPU µs/token", lambda c: _fmt(_get(c, "server_cpu_us_per_token"), 0)),
+    ("CPU × bare-proxy", lambda c: _fmt(_get(c, "cpu_vs_bare_proxy"), 2)),
     ("KiB/session", lambda c: _fmt(_get(c, "server_rss_per_session_kib"), 0)),
     ("vs bare", lambda c: _fmt(_get(c, "throughput_vs_bare"), 2)),
     ("$/turn", lambda c: _fmt(_get(c, "cost_per_turn_usd", "mean"), 5)),

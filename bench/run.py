@@ -65,6 +65,8 @@ class Services:
     alive: Callable[[], str | None] = lambda: None  # a message when a process died
     ours: Sequence[Probe] = ()  # every process the run started (to tell others' CPU use apart)
     upstreams: Sequence[Probe] = ()  # the sim upstreams among them
+    bare_proxy_url: str = ""  # the bare server proxying the light tier's sim upstream
+    bare_proxy: Probe | None = None
 
 
 @dataclass
@@ -276,6 +278,10 @@ def subprocess_services(mix: Mix, opts: Options, tiers: Sequence[TierSim]) -> It
         bare = procs.Proc("bare", bare_argv, r"bare on (ws://\S+)", ROOT)
         started.append(bare)
         bare_url = bare.start().group(1) + "/"
+        proxy_argv = [*bare_argv, "--upstream", upstreams[tiers[0].name]]
+        proxy = procs.Proc("bare-proxy", proxy_argv, r"bare on (ws://\S+)", ROOT)
+        started.append(proxy)
+        proxy_url = proxy.start().group(1) + "/"
 
         def alive() -> str | None:
             for p in started:
@@ -284,7 +290,7 @@ def subprocess_services(mix: Mix, opts: Options, tiers: Sequence[TierSim]) -> It
             return None
 
         ups = tuple(p for p in started if p.name.startswith("sim-upstream"))
-        yield Services(url, bare_url, server, bare, alive, tuple(started), ups)
+        yield Services(url, bare_url, server, bare, alive, tuple(started), ups, proxy_url, proxy)
     finally:
         for p in reversed(started):
             p.stop()
@@ -320,11 +326,16 @@ async def inprocess_services(
         tier, spec = load_tier(config_file, mix.profile, tiers[0].name)
         bare = functools.partial(serve_bare, clock=clock)
         bare_port = await tg.start(bare, "127.0.0.1", 0, tier, spec)
+        proxy = functools.partial(serve_bare, clock=clock, upstream=base)
+        proxy_port = await tg.start(proxy, "127.0.0.1", 0, tier, spec)
         try:
             async with RealtimeServer(cfg, host="127.0.0.1", port=0) as server:
                 probe = SelfProbe()
                 url, bare_url = server.url(mix.profile), f"ws://127.0.0.1:{bare_port}/"
-                yield Services(url, bare_url, probe, probe)
+                proxy_url = f"ws://127.0.0.1:{proxy_port}/"
+                yield Services(
+                    url, bare_url, probe, probe, bare_proxy_url=proxy_url, bare_proxy=probe
+                )
         finally:
             tg.cancel_scope.cancel()
 
@@ -378,11 +389,14 @@ async def _cells(
     cells: list[CellRaw] = []
     for n in opts.sessions:
         for policy in plist:
-            url, probe = (
-                (services.bare_url, services.bare)
-                if policy.bare
-                else (services.url, services.server)
-            )
+            if policy.proxy:
+                if services.bare_proxy is None:
+                    continue  # services without a bare proxy
+                url, probe = services.bare_proxy_url, services.bare_proxy
+            elif policy.bare:
+                url, probe = services.bare_url, services.bare
+            else:
+                url, probe = services.url, services.server
             cells.append(await run_cell(url, mix, policy, n, opts, probe, **common))
             dead = services.alive()
             if dead is not None:
@@ -460,8 +474,18 @@ def _figures(
 
 
 def _fill_relative(cells: Sequence[dict[str, Any]]) -> None:
-    bare = {c["sessions"]: c["metrics"].get("pace") for c in cells if c["policy"] == "bare"}
+    def by_n(policy: str, metric: str) -> dict[int, Any]:
+        return {c["sessions"]: c["metrics"].get(metric) for c in cells if c["policy"] == policy}
+
+    bare = by_n("bare", "pace")
+    cpu = {p: by_n(p, "server_cpu_us_per_token") for p in ("bare", "bare-proxy")}
     for c in cells:
-        pace, base = c["metrics"].get("pace"), bare.get(c["sessions"])
+        m = c["metrics"]
+        pace, base = m.get("pace"), bare.get(c["sessions"])
         if pace is not None and base:
-            c["metrics"]["throughput_vs_bare"] = round(pace / base, 4)
+            m["throughput_vs_bare"] = round(pace / base, 4)
+        # per-token CPU over the bare server's and the bare proxy's, same run, same N
+        for p, key in (("bare", "cpu_vs_bare"), ("bare-proxy", "cpu_vs_bare_proxy")):
+            own, ref = m.get("server_cpu_us_per_token"), cpu[p].get(c["sessions"])
+            if own is not None and ref:
+                m[key] = round(own / ref, 3)

@@ -42,6 +42,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from .. import config as config_mod
@@ -163,6 +164,14 @@ class SendQueue:
     hold: one large reply, such as a retrieved 1 MB item, weighs what it is). Dropping one
     event silently would corrupt the client's view of the conversation, so a full queue ends
     the connection (1013, try again later) instead.
+
+    While nothing is queued or being written and the socket takes more (the transport's
+    buffer stays under websockets' high-water mark with the event in it), ``put`` frames the
+    event and writes it to the transport at once, as ``ws.send`` would, without waking the
+    writer task: most events (one delta per released token) go out that way, with no task
+    switch and no queue. Once the socket pushes back, events queue and the writer sends them
+    in order; direct writes resume only when it has caught up, so the order is the order of
+    ``put``.
     """
 
     def __init__(self, size: int, max_bytes: int = 0) -> None:
@@ -174,9 +183,29 @@ class SendQueue:
         self.close_code: int = CloseCode.NORMAL_CLOSURE
         self.close_reason = ""
         self._closed = False
+        self._ws: ServerConnection | None = None  # set while the writer runs
 
     def put(self, data: bytes) -> None:
         if self.overflowed.is_set():
+            return
+        ws = self._ws
+        if (
+            ws is not None
+            and not self.queued_bytes
+            and not self._closed
+            and not ws.paused
+            and ws.send_in_progress is None
+            and ws.protocol.state is State.OPEN
+            # uvloop may hold writes until the end of the loop's iteration, and only then
+            # pause us: bound what direct writes leave in the transport by the high-water mark
+            and ws.transport.get_write_buffer_size() + len(data) <= ws.write_limit_high
+        ):
+            try:
+                ws.protocol.send_text(data)
+                ws.send_data()
+            except Exception:  # a transport that failed under us: the connection is over
+                log.debug("direct write failed; aborting the connection", exc_info=True)
+                ws.transport.abort()
             return
         n = len(data)
         if self.max_bytes and self.queued_bytes + n > self.max_bytes:
@@ -201,6 +230,7 @@ class SendQueue:
 
     async def pump(self, ws: ServerConnection) -> None:
         """The writer task."""
+        self._ws = ws
         try:
             async with self._rx:
                 async for data in self._rx:
@@ -210,6 +240,7 @@ class SendQueue:
         except ConnectionClosed:
             pass
         finally:
+            self._ws = None
             self.drained.set()
 
 

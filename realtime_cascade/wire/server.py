@@ -475,9 +475,14 @@ class EventWriter:
 class TextDeltaTemplate:
     """``response.output_text.delta`` pre-encoded up to its two varying fields.
 
-    Deltas are the bulk of the traffic (one per released phrase); everything but the event id
-    and the text is fixed for a content part, so it is encoded once.
+    Deltas are the bulk of the traffic (one per released phrase); everything but the text and
+    the event id is fixed for a content part, so it is encoded once, and a delta is the text
+    spliced between fixed bytes. The bytes are exactly what :meth:`EventWriter.encode` gives
+    for the same struct (same key order, same escaping: the text goes through the same
+    encoder), and it takes the writer's next event id.
     """
+
+    __slots__ = ("_head", "_id_head", "_ids", "_str")
 
     def __init__(
         self,
@@ -488,7 +493,8 @@ class TextDeltaTemplate:
         content_index: int,
     ) -> None:
         enc = writer.encode_str
-        self._writer = writer
+        self._str = enc
+        self._ids = writer._ids  # the writer's counter: ids stay one sequence
         self._head = b"".join(
             (
                 b'{"type":"response.output_text.delta","response_id":',
@@ -496,12 +502,12 @@ class TextDeltaTemplate:
                 b',"item_id":',
                 enc(item_id),
                 b',"output_index":%d' % output_index,
-                b',"content_index":%d,"event_id":' % content_index,
+                b',"content_index":%d,"delta":' % content_index,
             )
         )
+        # ``"event_…_`` as the encoder writes it (without its closing quote): the number that
+        # follows is digits, which JSON never escapes.
+        self._id_head = b',"event_id":' + enc(writer._prefix)[:-1]
 
     def encode(self, delta: str) -> bytes:
-        w = self._writer
-        return b"".join(
-            (self._head, w.encode_str(w.next_id()), b',"delta":', w.encode_str(delta), b"}")
-        )
+        return b"%b%b%b%d\"}" % (self._head, self._str(delta), self._id_head, next(self._ids))

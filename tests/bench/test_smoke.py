@@ -18,7 +18,15 @@ from bench.scenarios import ROOT, booking_mix
 
 pytestmark = pytest.mark.anyio
 
-POLICIES = ("bare", "light-only", "strong-only", "post-hoc", "cascade", "cascade+hedge")
+POLICIES = (
+    "bare",
+    "bare-proxy",
+    "light-only",
+    "strong-only",
+    "post-hoc",
+    "cascade",
+    "cascade+hedge",
+)
 
 
 @pytest.fixture
@@ -84,12 +92,15 @@ async def test_two_session_run_has_the_documented_shape(tmp_path: Path) -> None:
         assert m["server_cpu_s"] >= 0 and m["pace"] is not None
         assert m["throughput_vs_bare"] is not None
         assert samples[f"{cell['policy']}|2|end_of_turn_ms"]
-        if cell["policy"] == "bare":
+        if cell["policy"] in ("bare", "bare-proxy"):
             assert m["cost_total_usd"] == 0
         else:
             assert m["cost_total_usd"] > 0
             assert m["upstream_first_token_lag_ms"]["n"] > 0
     by = {c["policy"]: c["metrics"] for c in decoded["cells"]}
+    # the bare proxy streamed the light tier's text through its sim upstream, as scheduled
+    assert by["bare-proxy"]["replay_match_rate"] == 1.0
+    assert by["bare-proxy"]["cpu_vs_bare_proxy"] == 1.0
     # a cancel 5 ms in is always before the first token (TTFT >= 15 ms): every one lands
     assert by["light-only"]["barge_in_ms"]["n"] == 2
     assert by["strong-only"]["escalation_rate"] == 0 and by["light-only"]["escalation_rate"] == 0

@@ -145,21 +145,30 @@ async def test_event_rate_limit(make_server: ServerFactory) -> None:
 
 
 async def test_send_queue_overflow_closes_only_that_session(make_server: ServerFactory) -> None:
-    # A queue of 3 overflows as soon as the first text is released (4 events at once): the
-    # session is closed with 1013; another session on the same server is unaffected.
-    async with make_server(send_queue_size=3) as server, raw(server) as slow:
-        await slow.send(user_item(BOOK))
-        await slow.until("conversation.item.done")
-        await slow.send({"type": "response.create"})
+    # Events go straight to the socket while it takes them; a client that stops reading makes
+    # it push back, and then events queue: a queue of 3 overflows on the 4th waiting event
+    # (each a 200 kB item, so the socket's buffers fill quickly). The session is closed with
+    # 1013; another session on the same server is unaffected.
+    async with (
+        make_server(send_queue_size=3, send_queue_bytes=0) as server,
+        connect(url(server), max_size=None, max_queue=1) as slow,
+    ):
+        await slow.recv()  # session.created
+        await slow.send(msgspec.json.encode(user_item("a" * 200_000, id="big")).decode())
+        retrieve = '{"type": "conversation.item.retrieve", "item_id": "big"}'
         with pytest.raises(ConnectionClosed) as info:
-            await slow.until("response.done")
+            for _ in range(60):  # 12 MB asked for, more than the socket buffers hold
+                await slow.send(retrieve)
+            with anyio.fail_after(10):
+                while True:  # reading it all now: the close frame comes after what was sent
+                    await slow.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1013
         assert "send queue full" in info.value.rcvd.reason
         async with connect(url(server), max_size=None) as ws:
             created = await Raw(ws).recv()
             assert created["type"] == "session.created"
-    async with make_server() as server, raw(server) as fine:
-        assert text_of(await fine.turn(BOOK))
+            fine = Raw(ws)
+            assert text_of(await fine.turn(BOOK))
 
 
 async def test_healthz_and_static(make_server: ServerFactory, tmp_path: Path) -> None:

@@ -82,3 +82,30 @@ def test_text_delta_template_matches_struct() -> None:
 def test_server_events_start_with_type() -> None:
     data = wire.EventWriter("s").encode(wire.ConversationItemDeleted(item_id="i"))
     assert data.startswith(b'{"type":"conversation.item.deleted"')
+
+
+TRICKY = [
+    "",
+    'he said "hi"',
+    "back\\slash \\n not a newline \\u0041",
+    "\n\r\t\b\f",
+    "".join(chr(c) for c in range(0x20)) + "\x7f",
+    "é ü ß – “curly” 中文 日本語 한국어",
+    "emoji 🙂👍🏽 and a flag 🇫🇷",
+    "\u2028\u2029 line separators",
+    "</script><!-- -->",
+    "\ufeff\u200b zero width",
+    "a" * 5000,
+]
+
+
+@pytest.mark.parametrize("delta", TRICKY)
+def test_text_delta_template_is_byte_identical_to_the_struct(delta: str) -> None:
+    spliced, encoded = wire.EventWriter("sess_0123456789"), wire.EventWriter("sess_0123456789")
+    template = spliced.text_delta_template('resp_"1\\', "item_é", 3, 1)
+    for _ in range(12):  # event ids past one digit
+        struct = wire.ResponseOutputTextDelta(
+            response_id='resp_"1\\', item_id="item_é", output_index=3, content_index=1, delta=delta
+        )
+        assert template.encode(delta) == encoded.encode(struct)
+    assert spliced.next_id() == encoded.next_id()  # one id sequence with the other events
