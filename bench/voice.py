@@ -7,7 +7,8 @@
 
 Engine sets, side by side in one run: ``new`` (the defaults: Silero VAD, Whisper tiny.en,
 Piper, speculative transcription), ``new-serial`` (the same with ``speculative_stt = false``:
-the recogniser starts only when the turn is committed, as before speculation) and ``old``
+the recogniser starts only when the turn is committed, as before speculation), ``new-base``
+(the defaults with ``[audio.stt] model = "base"``: Whisper base, twice tiny.en's CPU) and ``old``
 (energy VAD, pocketsphinx, espeak-ng: the ``[audio]`` table below).
 
 A client speaks Piper-voiced requests into the server **in real time** (40 ms appends, paced by
@@ -66,8 +67,14 @@ SERIAL = """
 [audio]
 speculative_stt = false
 """
-ENGINE_SETS = ("new", "new-serial", "old")
-EXTRA_TOML = {"new": "", "new-serial": SERIAL, "old": OLD_ENGINES}
+BASE = """
+[audio.stt]
+kind = "whisper"
+model = "base"
+threads = 2
+"""
+ENGINE_SETS = ("new", "new-serial", "new-base", "old")
+EXTRA_TOML = {"new": "", "new-serial": SERIAL, "new-base": BASE, "old": OLD_ENGINES}
 SERVER_VAD: dict[str, Any] = {"type": "server_vad"}
 UTTERANCES = (
     "Do you have a table for two tomorrow evening?",

@@ -222,11 +222,14 @@ def measure(log: Callable[[str], None] = print) -> dict[str, Any]:
     sets = test_set(log)
     whisper = WhisperEngine(None, "int8", 1, 1)
     beam5 = WhisperEngine(None, "int8", 5, 1)
+    base = WhisperEngine("base", "int8", 1, 1)  # [audio.stt] model = "base"
     sphinx = PocketsphinxEngine({"samprate": DECODER_RATE, "loglevel": "FATAL"}, 100.0)
     engines: dict[str, Callable[[Samples], str]] = {
         "whisper": lambda clip: whisper.transcribe(clip, None),
         "whisper beam5": lambda clip: beam5.transcribe(clip, None),
         "whisper +prompt": lambda clip: whisper.transcribe(clip, BOOKING_PROMPT),
+        "whisper base": lambda clip: base.transcribe(clip, None),
+        "whisper base +prompt": lambda clip: base.transcribe(clip, BOOKING_PROMPT),
         "pocketsphinx": sphinx.transcribe,
     }
     stt: dict[str, Any] = {}
@@ -236,7 +239,7 @@ def measure(log: Callable[[str], None] = print) -> dict[str, Any]:
             w, cpu, heard = wer(fn, clips)
             stt[name][variant] = {"wer": round(w, 4), "cpu_per_audio_s": round(cpu, 4),
                                   "example": heard[0]}  # fmt: skip
-            log(f"{name:12} {variant:15} WER {w:6.1%}  CPU/audio-s {cpu:.3f}")
+            log(f"{name:20} {variant:15} WER {w:6.1%}  CPU/audio-s {cpu:.3f}")
     vads: dict[str, Callable[[], Vad]] = {"silero": SileroVad, "energy": EnergyVad}
     vad: dict[str, Any] = {}
     lead = np.zeros(RATE, np.int16)

