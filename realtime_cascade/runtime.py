@@ -34,6 +34,7 @@ from .core import (
     Turn,
     TurnTrace,
     Verifier,
+    request_features,
 )
 from .providers.base import Chunk, Message, Provider, ProviderError, TierRequest, Usage
 from .providers.health import BreakerParams, ProviderHealth
@@ -270,8 +271,8 @@ class TurnRunner:
         self._learn = learn
         text = request.user_text
         turn_id = turn_id or f"turn_{uuid.uuid4().hex[:12]}"
-        probe = Turn(self._params, text, input_tokens=1)  # features only; never started
-        self._features = probe.features
+        features = request_features(text)  # read once: the router's input and the turn's
+        self._features = features.vector()
         self.turn = Turn(
             self._params,
             text,
@@ -283,6 +284,7 @@ class TurnRunner:
             first_tier=first_tier,
             max_tier=max_tier,
             unavailable=profile.health.unavailable(),
+            features=features,
         )
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._timed_out: set[int] = set()  # attempts the core abandoned for lateness
@@ -311,7 +313,11 @@ class TurnRunner:
             # its CancelledError until a full collection. One checkpoint lets it run first.
             self._wake.set()
             await anyio.lowlevel.checkpoint()
-            tg.cancel_scope.cancel()
+            # Streams still registered are the ones left to stop (a finished or cut stream
+            # has left ``_scopes``). Cancelling nothing is worth skipping: anyio formats the
+            # current task's repr into every cancel's reason.
+            if self._scopes:
+                tg.cancel_scope.cancel()
         self._tg = None
         trace = self.turn.trace()
         label = self.turn.first_tier_preempted

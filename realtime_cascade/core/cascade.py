@@ -63,7 +63,13 @@ from .errors import BudgetError, InvalidEvent
 from .gate import SpeechGate
 from .params import CascadeParams, TierSpec
 from .router import RouterEstimate
-from .signals import ConfidenceMonitor, complexity_of, incompleteness, request_features
+from .signals import (
+    ConfidenceMonitor,
+    RequestFeatures,
+    complexity_of,
+    incompleteness,
+    request_features,
+)
 from .trace import AttemptTrace, ToolCallRecord, TurnTrace
 
 
@@ -231,6 +237,7 @@ class Turn:
         first_tier: int = 0,
         max_tier: int | None = None,
         unavailable: frozenset[int] = frozenset(),
+        features: RequestFeatures | None = None,
     ) -> None:
         if not params.tiers:
             raise BudgetError("a cascade needs at least one tier")
@@ -247,7 +254,8 @@ class Turn:
         top = len(self._tiers) - 1 if max_tier is None else max_tier
         self._max_tier = max(self._first_tier, min(top, len(self._tiers) - 1))
         self._unavailable = unavailable  # rule 8
-        self._features = request_features(request)
+        # ``features``: the runtime reads them for the router before the turn exists
+        self._features = features if features is not None else request_features(request)
         self.complexity = complexity_of(self._features, params.complexity)
         budgets = params.budgets
         self.cap_usd = max(
@@ -294,7 +302,10 @@ class Turn:
 
     @property
     def spent_usd(self) -> float:
-        return sum(a.cost(a.spec.price_in, a.spec.price_out) for a in self._attempts)
+        spent = 0.0  # read per token (the cap check): a loop, not a generator
+        for a in self._attempts:
+            spent += a.cost(a.spec.price_in, a.spec.price_out)
+        return spent
 
     @property
     def first_tier_preempted(self) -> bool | None:
@@ -307,21 +318,21 @@ class Turn:
     def next_deadline(self) -> float | None:
         if self._phase is not _Phase.RUNNING:
             return None
-        budgets = self.params.budgets
-        candidates = [self._t0 + budgets.end_of_turn_ms / 1000.0]
-        for attempt in (self._active, self._hedge):
-            if attempt is not None and attempt.live:
-                candidates.append(self._attempt_deadline(attempt))
+        # read after every streamed token: a running minimum, no list
+        deadline = self._t0 + self.params.budgets.end_of_turn_ms / 1000.0
+        active, hedge = self._active, self._hedge
+        if active is not None and active.live:
+            deadline = min(deadline, self._attempt_deadline(active))
+        if hedge is not None and hedge.live:
+            deadline = min(deadline, self._attempt_deadline(hedge))
         if self._doubt_until is not None:
-            candidates.append(self._doubt_until)
-        elif self._hedge is None:
+            deadline = min(deadline, self._doubt_until)
+        elif hedge is None:
             hold = self._gate.hold_deadline()
             if hold is not None:
-                candidates.append(hold)
+                deadline = min(deadline, hold)
         filler = self._filler_deadline()
-        if filler is not None:
-            candidates.append(filler)
-        return min(candidates)
+        return deadline if filler is None else min(deadline, filler)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -894,11 +905,16 @@ class Turn:
     def _check_budget(self, out: list[Action], now: float) -> None:
         """Cut any stream whose next token would break the cap (rule 6)."""
         spent = self.spent_usd
-        live = [a for a in (self._hedge, self._active) if a is not None and a.live]
-        need = sum(a.spec.price_out for a in live) / 1e6
-        if spent + need <= self.cap_usd + 1e-15:
+        # the common case (room left) runs per token: no list, same sum in the same order
+        hedge, active = self._hedge, self._active
+        need = 0.0
+        if hedge is not None and hedge.live:
+            need += hedge.spec.price_out
+        if active is not None and active.live:
+            need += active.spec.price_out
+        if spent + need / 1e6 <= self.cap_usd + 1e-15:
             return
-        hedge = self._hedge
+        live = [a for a in (hedge, active) if a is not None and a.live]
         if hedge is not None and hedge.live:
             self._cancel_attempt(out, hedge, now, "cost cap")
             self._drop_hedge(out, now, "budget", "the cost cap leaves no room for the hedge")
@@ -906,7 +922,6 @@ class Turn:
             need = sum(a.spec.price_out for a in live) / 1e6
             if spent + need <= self.cap_usd + 1e-15:
                 return
-        active = self._active
         if active is not None and active.live:
             reason = f"cost cap ${self.cap_usd:.5f} reached (${spent:.5f} spent)"
             self._decide(out, now, "stop", active.tier, "budget", reason, self._scores(active))

@@ -62,15 +62,16 @@ def entropy_of(top_logprobs: Sequence[float]) -> float:
     """Entropy (nats) of the top-k alternatives, renormalised over the k shown."""
     if not top_logprobs:
         return 0.0
+    # One pass, nothing allocated (this runs per streamed token): with w = exp(lp - max) and
+    # Z = sum(w), p = w / Z and log p = (lp - max) - log Z, so H = log Z - sum(w (lp - max)) / Z.
     m = max(top_logprobs)
-    weights = [math.exp(lp - m) for lp in top_logprobs]
-    total = sum(weights)
-    h = 0.0
-    for w in weights:
-        p = w / total
-        if p > 0.0:
-            h -= p * math.log(p)
-    return h
+    total = weighted = 0.0
+    for lp in top_logprobs:
+        d = lp - m
+        w = math.exp(d)
+        total += w
+        weighted += w * d
+    return max(0.0, math.log(total) - weighted / total)
 
 
 class Confidence(msgspec.Struct, frozen=True):

@@ -273,24 +273,25 @@ class Session:
             [t.name for t in s.profile.params.tiers],
             self._ids,
         )
-        runner: Responder = TurnRunner(
-            s.profile,
-            request,
-            builder.feed,
-            turn_id=response.id,
-            session_spent_usd=self.spent_usd,
-            params=governed.params,
-            first_tier=governed.first_tier,
-            max_tier=governed.max_tier,
-        )
-        active = self._active = _Active(
-            builder, runner, governed=governed, user_item_id=self._last_user_item()
-        )
-        if self.agent is not None:
-            active.runner = self.agent.responder(
+        runner: Responder
+        sink: _AgentSink | None = None
+        if self.agent is None:
+            runner = TurnRunner(
                 s.profile,
                 request,
-                _AgentSink(self, active),
+                builder.feed,
+                turn_id=response.id,
+                session_spent_usd=self.spent_usd,
+                params=governed.params,
+                first_tier=governed.first_tier,
+                max_tier=governed.max_tier,
+            )
+        else:
+            sink = _AgentSink(self)
+            runner = self.agent.responder(
+                s.profile,
+                request,
+                sink,
                 client_tools=frozenset(t.name for t in tools),
                 turn_id=response.id,
                 session_spent_usd=self.spent_usd,
@@ -299,6 +300,11 @@ class Session:
                 max_tier=governed.max_tier,
                 next_seed=self._next_seed,
             )
+        active = self._active = _Active(
+            builder, runner, governed=governed, user_item_id=self._last_user_item()
+        )
+        if sink is not None:
+            sink.active = active
         builder.created()
         if governed.decision is not None:
             builder.feed(Decision(governed.decision))
@@ -429,15 +435,17 @@ class _AgentSink:
     """The agent's tool loop, into one response: actions and tool outputs to the builder,
     each finished step into the session's spending and observers."""
 
-    def __init__(self, session: Session, active: _Active) -> None:
+    # set right after the loop is built: the response's _Active holds the loop this feeds
+    active: _Active
+
+    def __init__(self, session: Session) -> None:
         self._session = session
-        self._active = active
 
     def feed(self, action: Action) -> None:
-        self._active.builder.feed(action)
+        self.active.builder.feed(action)
 
     def tool_output(self, run: ToolRun) -> None:
-        builder = self._active.builder
+        builder = self.active.builder
         self._session.emit(
             wire.CascadeToolResult(
                 response_id=builder.id,
@@ -454,7 +462,7 @@ class _AgentSink:
     def agent_decision(self, decision: AgentDecision) -> None:
         self._session.emit(
             wire.CascadeAgentDecision(
-                response_id=self._active.builder.id,
+                response_id=self.active.builder.id,
                 kind=decision.kind,
                 reason=decision.reason,
                 t_ms=decision.t_ms,
@@ -462,7 +470,7 @@ class _AgentSink:
         )
 
     def step_done(self, trace: TurnTrace) -> None:
-        session, active = self._session, self._active
+        session, active = self._session, self.active
         session.spent_usd += trace.cost_usd
         session.escalations += trace.escalated
         active.builder.step_done(trace)
