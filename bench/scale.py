@@ -6,12 +6,14 @@ Redis, each run beside the bare proxy measured in that same run (ratios, not abs
 
 Per worker count: a fresh Redis (Debian's ``redis-server`` on a free loopback port, named by
 ``REALTIME_CASCADE_REDIS_URL``), the sim upstreams, ``serve --workers N`` and ``bench.bare``
-(:func:`bench.run.subprocess_services`); the policies ``bare`` and ``light-only`` (the same
-single-tier stream through the bare proxy and through the server). Server CPU is the
-supervisor's and every worker's (``bench.procs.tree_pids``). Reported per (workers, sessions):
+(:func:`bench.run.subprocess_services`); the policies ``bare`` (the light tier's schedule
+played in-process: the pace reference), ``bare-proxy`` (the same stream relayed from the sim
+upstream by a bare websockets + aiohttp proxy: the CPU and overhead reference) and
+``light-only`` (the same stream through the server). Server CPU is the supervisor's and every
+worker's (``bench.procs.tree_pids``). Reported per (workers, sessions):
 
 - throughput: ``delta_chars_per_s`` and ``throughput_vs_bare`` (pace relative to the bare run)
-- overhead p50/p99 (ms the server adds over the upstream's own schedule)
+- overhead p50/p99 (ms the server adds over the upstream's own schedule), the bare proxy's p99
 - per-token server CPU (µs) and its ratio to the bare proxy's
 - dispatch: the upstream's first-token lag p50 (request built and sent) vs the bare proxy's
   first-text overhead p50
@@ -65,21 +67,21 @@ def redis_server() -> Iterator[str]:
             proc.wait(10)
 
 
-def _pick(cell: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
-    m, b = cell["metrics"], bare["metrics"]
+def _pick(cell: dict[str, Any], proxy: dict[str, Any]) -> dict[str, Any]:
+    m, b = cell["metrics"], proxy["metrics"]
     cpu, bcpu = m.get("server_cpu_us_per_token"), b.get("server_cpu_us_per_token")
     return {
         "delta_chars_per_s": m.get("delta_chars_per_s"),
         "throughput_vs_bare": m.get("throughput_vs_bare"),
         "overhead_p50_ms": m.get("overhead_ms", {}).get("p50"),
         "overhead_p99_ms": m.get("overhead_ms", {}).get("p99"),
-        "bare_overhead_p50_ms": b.get("overhead_ms", {}).get("p50"),
-        "bare_overhead_p99_ms": b.get("overhead_ms", {}).get("p99"),
+        "proxy_overhead_p50_ms": b.get("overhead_ms", {}).get("p50"),
+        "proxy_overhead_p99_ms": b.get("overhead_ms", {}).get("p99"),
         "cpu_us_per_token": cpu,
-        "bare_cpu_us_per_token": bcpu,
-        "cpu_per_token_vs_bare": round(cpu / bcpu, 3) if cpu and bcpu else None,
+        "proxy_cpu_us_per_token": bcpu,
+        "cpu_per_token_vs_proxy": round(cpu / bcpu, 3) if cpu and bcpu else None,
         "dispatch_p50_ms": m.get("upstream_first_token_lag_ms", {}).get("p50"),
-        "bare_first_text_overhead_p50_ms": b.get("overhead_first_text_ms", {}).get("p50"),
+        "proxy_first_text_overhead_p50_ms": b.get("overhead_first_text_ms", {}).get("p50"),
         "errors": m.get("errors"),
         "server_cpu_cores": m.get("server_cpu_cores"),
         "machine_busy": m.get("machine_busy"),
@@ -106,18 +108,17 @@ def main(argv: list[str] | None = None) -> int:
                 max_turns=args.max_turns,
                 solo_conversations=1,
                 ramp_s=1.0,
-                policies=("bare", "light-only"),
+                policies=("bare", "bare-proxy", "light-only"),
                 server_args=("--workers", str(workers)),
                 command=f"python -m bench.scale {' '.join(argv or sys.argv[1:])}",
             )
             result = asyncio.run(run(mix, opts))
             os.environ.pop("REALTIME_CASCADE_REDIS_URL", None)
-        bare = {c["sessions"]: c for c in result["cells"] if c["policy"] == "bare"}
+        proxy = {c["sessions"]: c for c in result["cells"] if c["policy"] == "bare-proxy"}
         for c in result["cells"]:
             if c["policy"] == "light-only":
-                rows.append(
-                    {"workers": workers, "sessions": c["sessions"], **_pick(c, bare[c["sessions"]])}
-                )
+                picked = _pick(c, proxy[c["sessions"]])
+                rows.append({"workers": workers, "sessions": c["sessions"], **picked})
     by = {(r["workers"], r["sessions"]): r for r in rows}
     for r in rows:
         one = by.get((1, r["sessions"]))
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     cols = [
         "workers", "sessions", "throughput_vs_bare", "throughput_vs_1_worker", "overhead_p50_ms",
-        "overhead_p99_ms", "bare_overhead_p99_ms", "cpu_us_per_token", "bare_cpu_us_per_token",
-        "cpu_per_token_vs_bare", "dispatch_p50_ms", "bare_first_text_overhead_p50_ms", "errors",
+        "overhead_p99_ms", "proxy_overhead_p99_ms", "cpu_us_per_token", "proxy_cpu_us_per_token",
+        "cpu_per_token_vs_proxy", "dispatch_p50_ms", "proxy_first_text_overhead_p50_ms", "errors",
     ]  # fmt: skip
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

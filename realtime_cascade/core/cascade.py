@@ -474,7 +474,7 @@ class Turn:
                     cause = "correctness"
                     break
         if problem is None and self._stronger(attempt.tier) is not None and attempt.monitor.ready:
-            p = attempt.monitor.confidence().p_correct
+            p = attempt.monitor.p_correct()
             if p is not None and p < self.params.policy.preempt_below:
                 cause = "confidence"
                 problem = (
@@ -621,11 +621,11 @@ class Turn:
         if self._no_escalation or not attempt.monitor.ready or self._stronger(attempt.tier) is None:
             return
         policy = self.params.policy
-        conf = attempt.monitor.confidence()
-        p = conf.p_correct
+        p = attempt.monitor.p_correct()  # per token: the whole Confidence only for a reason
         if p is None:
             return  # no logprob yet: nothing to judge on (ready implies one, but be exact)
         if p < policy.preempt_below:
+            conf = attempt.monitor.confidence()
             reason = (
                 f"confidence {p:.2f} < {policy.preempt_below:.2f} "
                 f"(q{int(self.params.monitor.quantile * 100)} p={_describe(conf.quantile_p)}, "
@@ -688,7 +688,7 @@ class Turn:
     def _resolve_doubt(self, out: list[Action], now: float) -> None:
         active = self._active
         assert active is not None
-        p = active.monitor.confidence().p_correct
+        p = active.monitor.p_correct()
         policy = self.params.policy
         if p is not None and p < policy.preempt_below:
             reason = f"confidence still {p:.2f} < {policy.preempt_below:.2f}"

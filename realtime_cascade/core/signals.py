@@ -128,23 +128,34 @@ class ConfidenceMonitor:
         """Enough tokens *with logprobs* for a verdict."""
         return self.known >= self._params.min_tokens
 
-    def confidence(self) -> Confidence:
+    def p_correct(self) -> float | None:
+        """Just ``confidence().p_correct``: the cascade reads it after every token, and builds
+        the whole :class:`Confidence` only when it records a decision."""
         if not self._logprobs:
-            return Confidence(None, None, None, 0.0, self.tokens, 0)
+            return None
+        return _sigmoid(self._z(self._quantile_lp(), sum(self._entropies) / len(self._entropies)))
+
+    def _quantile_lp(self) -> float:
         ordered = sorted(self._logprobs)
-        idx = min(len(ordered) - 1, int(self._params.quantile * len(ordered)))
-        q_lp = ordered[idx]
-        mean_h = sum(self._entropies) / len(self._entropies)
+        return ordered[min(len(ordered) - 1, int(self._params.quantile * len(ordered)))]
+
+    def _z(self, q_lp: float, mean_h: float) -> float:
         cal = self._cal
-        z = (
+        return (
             cal.bias
             + cal.w_quantile * q_lp
             + cal.w_min * self._min_lp
             + cal.w_entropy * mean_h
             + cal.w_complexity * self._complexity
         )
+
+    def confidence(self) -> Confidence:
+        if not self._logprobs:
+            return Confidence(None, None, None, 0.0, self.tokens, 0)
+        q_lp = self._quantile_lp()
+        mean_h = sum(self._entropies) / len(self._entropies)
         return Confidence(
-            p_correct=_sigmoid(z),
+            p_correct=_sigmoid(self._z(q_lp, mean_h)),
             quantile_p=math.exp(q_lp),
             min_p=math.exp(self._min_lp),
             entropy=mean_h,

@@ -1,4 +1,5 @@
 import math
+import random
 
 import pytest
 
@@ -67,3 +68,26 @@ def test_incompleteness(finish: str, text: str, args: list[str], expected: str |
         assert got is None
     else:
         assert got is not None and expected in got
+
+
+def test_the_per_token_p_correct_is_the_confidence_one() -> None:
+    # the cascade judges every token with p_correct() and records confidence(): they must agree
+    rng = random.Random(5)
+    params = MonitorParams(window=12, quantile=0.2, min_tokens=1)
+    m = ConfidenceMonitor(params, 0.3)
+    assert m.p_correct() is None and m.confidence().p_correct is None
+    for _ in range(200):
+        lp = None if rng.random() < 0.1 else -rng.expovariate(2.0)
+        tops = [-rng.expovariate(1.0) for _ in range(rng.randint(0, 5))]
+        m.observe(lp, tops)
+        assert m.p_correct() == m.confidence().p_correct
+
+
+def test_entropy_of_matches_the_textbook_sum() -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        tops = [-rng.expovariate(0.5) for _ in range(rng.randint(1, 6))]
+        weights = [math.exp(t) for t in tops]
+        z = sum(weights)
+        textbook = -sum(w / z * math.log(w / z) for w in weights)
+        assert entropy_of(tops) == pytest.approx(textbook, rel=1e-9, abs=1e-12)
