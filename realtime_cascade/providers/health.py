@@ -98,6 +98,12 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
+    @property
+    def cooldown_s(self) -> float:
+        """How long the current (or last) opening keeps the tier out: doubled by each failed
+        probe up to ``max_cooldown_s``, back to ``cooldown_s`` after a success."""
+        return self._cooldown
+
     def available(self, now: float) -> bool:
         """May a new turn route to this tier now?"""
         if not self.params.enabled or self.state == "closed":
