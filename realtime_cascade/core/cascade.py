@@ -914,13 +914,12 @@ class Turn:
             need += active.spec.price_out
         if spent + need / 1e6 <= self.cap_usd + 1e-15:
             return
-        live = [a for a in (hedge, active) if a is not None and a.live]
         if hedge is not None and hedge.live:
             self._cancel_attempt(out, hedge, now, "cost cap")
             self._drop_hedge(out, now, "budget", "the cost cap leaves no room for the hedge")
-            live = [a for a in live if a is not hedge]
-            need = sum(a.spec.price_out for a in live) / 1e6
-            if spent + need <= self.cap_usd + 1e-15:
+            # without the hedge, is there room for the active stream's next token?
+            need = active.spec.price_out if active is not None and active.live else 0.0
+            if spent + need / 1e6 <= self.cap_usd + 1e-15:
                 return
         if active is not None and active.live:
             reason = f"cost cap ${self.cap_usd:.5f} reached (${spent:.5f} spent)"

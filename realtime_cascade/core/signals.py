@@ -133,7 +133,10 @@ class ConfidenceMonitor:
         the whole :class:`Confidence` only when it records a decision."""
         if not self._logprobs:
             return None
-        return _sigmoid(self._z(self._quantile_lp(), sum(self._entropies) / len(self._entropies)))
+        return _sigmoid(self._z(self._quantile_lp(), self._mean_entropy()))
+
+    def _mean_entropy(self) -> float:
+        return sum(self._entropies) / len(self._entropies)
 
     def _quantile_lp(self) -> float:
         ordered = sorted(self._logprobs)
@@ -153,7 +156,7 @@ class ConfidenceMonitor:
         if not self._logprobs:
             return Confidence(None, None, None, 0.0, self.tokens, 0)
         q_lp = self._quantile_lp()
-        mean_h = sum(self._entropies) / len(self._entropies)
+        mean_h = self._mean_entropy()
         return Confidence(
             p_correct=_sigmoid(self._z(q_lp, mean_h)),
             quantile_p=math.exp(q_lp),
