@@ -5,8 +5,8 @@
 in-process, without a socket.
 """
 
-from .agent import Agent, AgentVerifier, Sentences, SessionAgent
-from .loop import ToolLoop
+from .agent import Agent, AgentVerifier, SessionAgent
+from .loop import Sentences, ToolLoop
 from .tools import Context, Tool, ToolError, ToolResult, tool
 
 __all__ = [

@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from ..core import Answer, CascadeParams, DecisionRecord, TurnTrace, Verifier
 from ..runtime import CascadeProfile, ResponseSink, TurnRequest
-from .loop import ToolLoop
+from .loop import Sentences, ToolLoop
 from .tools import DEFAULT_TIMEOUT_S, Context, Tool, ToolError, ToolLike, as_tool
 
 S = TypeVar("S")
@@ -39,22 +39,6 @@ log = logging.getLogger(__name__)
 
 # A verifier: the answer, or the answer and the session's context.
 AgentVerifier = Callable[[Answer], "str | None"] | Callable[[Answer, Context[Any]], "str | None"]
-
-
-@dataclass(frozen=True)
-class Sentences:
-    """What the agent says itself when its loop stops a turn (never silence)."""
-
-    tool_cap: str = (
-        "I've stopped there: doing all of that would take more than {cap} steps in one go. "
-        "{done}Shall we take the rest one step at a time?"
-    )
-    tool_cap_done: str = "What I've already done stands. "  # when a tool that changes state ran
-    budget: str = (
-        "I'm sorry, this session has used up its budget, so I can't do more right now. "
-        "Nothing else was changed."
-    )
-    failed: str = "Sorry, I didn't manage that. Could you say it again?"
 
 
 def _arity(fn: Callable[..., object]) -> int:

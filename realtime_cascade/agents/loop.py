@@ -24,8 +24,9 @@ first words would only repeat them ("Let me check that." … "One moment.").
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -34,10 +35,12 @@ from ..core import (
     Action,
     CascadeParams,
     Decision,
+    DecisionRecord,
     FinishTurn,
     Release,
     ToolCallRecord,
     TurnTrace,
+    Verifier,
 )
 from ..providers.base import Message
 from ..runtime import (
@@ -49,11 +52,63 @@ from ..runtime import (
     TurnRequest,
     TurnRunner,
 )
-
-if TYPE_CHECKING:
-    from .agent import SessionAgent
+from .tools import Context, Tool
 
 NOT_RUN = "not run: the tool-call cap was reached"
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """What the agent says itself when its loop stops a turn (never silence)."""
+
+    tool_cap: str = (
+        "I've stopped there: doing all of that would take more than {cap} steps in one go. "
+        "{done}Shall we take the rest one step at a time?"
+    )
+    tool_cap_done: str = "What I've already done stands. "  # when a tool that changes state ran
+    budget: str = (
+        "I'm sorry, this session has used up its budget, so I can't do more right now. "
+        "Nothing else was changed."
+    )
+    failed: str = "Sorry, I didn't manage that. Could you say it again?"
+
+
+# What the loop reads of its agent, as protocols: an Agent and its SessionAgent (agent.py)
+# satisfy them, and agent.py, which builds loops, stays the only one of the two importing the
+# other.
+
+
+class LoopSettings(Protocol):
+    """The settings of an agent's definition the loop reads."""
+
+    @property
+    def max_tool_calls(self) -> int: ...
+    @property
+    def tool_timeout_s(self) -> float: ...
+    @property
+    def mutating(self) -> frozenset[str]: ...
+    @property
+    def sentences(self) -> Sentences: ...
+    @property
+    def on_turn_start(self) -> Callable[[Context[Any], str], None] | None: ...
+    @property
+    def on_turn_end(self) -> Callable[[Context[Any], TurnTrace], None] | None: ...
+    @property
+    def on_decision(self) -> Callable[[Context[Any], DecisionRecord], None] | None: ...
+
+
+class LoopAgent(Protocol):
+    """An agent bound to one session, as the loop uses it."""
+
+    @property
+    def agent(self) -> LoopSettings: ...
+    @property
+    def context(self) -> Context[Any]: ...
+    @property
+    def tool_map(self) -> Mapping[str, Tool]: ...
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]: ...
+    def hook(self, fn: Callable[..., None] | None, *args: object) -> None: ...
 
 
 class ToolLoop:
@@ -62,7 +117,7 @@ class ToolLoop:
 
     def __init__(
         self,
-        bound: SessionAgent[Any],
+        bound: LoopAgent,
         profile: CascadeProfile,
         request: TurnRequest,
         sink: ResponseSink,
