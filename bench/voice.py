@@ -7,7 +7,8 @@
 
 Engine sets, side by side in one run: ``new`` (the defaults: Silero VAD, Whisper tiny.en,
 Piper, speculative transcription), ``new-serial`` (the same with ``speculative_stt = false``:
-the recogniser starts only when the turn is committed, as before speculation), ``new-base``
+the recogniser starts only when the turn is committed, as before speculation), ``new-2t``
+(the defaults with ``[audio.stt] threads = 2``: one transcript on both cores), ``new-base``
 (the defaults with ``[audio.stt] model = "base"``: Whisper base, twice tiny.en's CPU) and ``old``
 (energy VAD, pocketsphinx, espeak-ng: the ``[audio]`` table below).
 
@@ -73,8 +74,21 @@ kind = "whisper"
 model = "base"
 threads = 2
 """
-ENGINE_SETS = ("new", "new-serial", "new-base", "old")
-EXTRA_TOML = {"new": "", "new-serial": SERIAL, "new-base": BASE, "old": OLD_ENGINES}
+# tiny.en decoding on two threads: one session's transcript sooner, at the price of
+# oversubscribing the cores when several sessions transcribe at once
+TWO_THREADS = """
+[audio.stt]
+kind = "whisper"
+threads = 2
+"""
+ENGINE_SETS = ("new", "new-serial", "new-2t", "new-base", "old")
+EXTRA_TOML = {
+    "new": "",
+    "new-serial": SERIAL,
+    "new-2t": TWO_THREADS,
+    "new-base": BASE,
+    "old": OLD_ENGINES,
+}
 SERVER_VAD: dict[str, Any] = {"type": "server_vad"}
 UTTERANCES = (
     "Do you have a table for two tomorrow evening?",

@@ -221,11 +221,13 @@ def vad_on(make: Callable[[], Vad], audio: Samples) -> tuple[int, float]:
 def measure(log: Callable[[str], None] = print) -> dict[str, Any]:
     sets = test_set(log)
     whisper = WhisperEngine(None, "int8", 1, 1)
+    whisper30 = WhisperEngine(None, "int8", 1, 1, short=False)  # short_window = false
     beam5 = WhisperEngine(None, "int8", 5, 1)
     base = WhisperEngine("base", "int8", 1, 1)  # [audio.stt] model = "base"
     sphinx = PocketsphinxEngine({"samprate": DECODER_RATE, "loglevel": "FATAL"}, 100.0)
     engines: dict[str, Callable[[Samples], str]] = {
         "whisper": lambda clip: whisper.transcribe(clip, None),
+        "whisper 30 s window": lambda clip: whisper30.transcribe(clip, None),
         "whisper beam5": lambda clip: beam5.transcribe(clip, None),
         "whisper +prompt": lambda clip: whisper.transcribe(clip, BOOKING_PROMPT),
         "whisper base": lambda clip: base.transcribe(clip, None),

@@ -140,14 +140,48 @@ def test_silero_finds_speech() -> None:
 
 
 def test_whisper_takes_the_prompt_as_vocabulary() -> None:
-    # espeak-ng's robotic voice: tiny.en mishears the wine-list word unless the prompt has it
+    # espeak-ng's robotic voice: tiny.en mishears the restaurant's word unless the prompt has it
     from realtime_cascade.audio.stt.whisper import WhisperEngine
     from realtime_cascade.audio.tts.espeak import speak_here
 
     engine = WhisperEngine(None, "int8", 1, 1)
-    audio = np.concatenate((speak_here("Is there a corkage fee?").samples, silence(500)))
-    assert "corkage" not in engine.transcribe(audio, None).lower()
-    assert "corkage" in engine.transcribe(audio, "Wine corkage, the terrace, desserts.").lower()
+    audio = np.concatenate((speak_here("Is the terrace open today?").samples, silence(500)))
+    assert "terrace" not in engine.transcribe(audio, None).lower()
+    assert "terrace" in engine.transcribe(audio, "Wine corkage, the terrace, desserts.").lower()
+
+
+def test_whisper_window_holds_turns_up_to_9_s() -> None:
+    from realtime_cascade.audio.stt.whisper import SHORT_WINDOW_FRAMES, short_window
+
+    assert SHORT_WINDOW_FRAMES == 1000  # 10 ms frames: a 10 s window
+    assert short_window(900) and short_window(1)
+    assert not short_window(901)  # less than 1 s of the window left after the speech
+
+
+def test_whisper_short_window_redoes_a_turn_said_twice() -> None:
+    from realtime_cascade.audio.stt.whisper import repeats_itself
+
+    turn = [7, 8, 9, 10, 11]
+    assert repeats_itself(turn + turn)  # "A table for 3 at 8? A table for 3 at 8?"
+    assert repeats_itself([1, 2] + turn + turn)
+    assert not repeats_itself(turn + turn[:-1])
+    assert not repeats_itself([5, 6, 5, 6])  # "no, no": shorter than 3 tokens is speech
+    assert not repeats_itself([])
+
+
+def test_whisper_short_window_hears_what_the_30_s_window_hears() -> None:
+    from realtime_cascade.audio.stt.whisper import WhisperEngine
+
+    short, full = WhisperEngine(None, "int8", 1, 1), WhisperEngine(None, "int8", 1, 1, False)
+    for text in (REQUEST, "Can I change my booking to eight o'clock on Friday?"):
+        audio = speak(text)
+        heard = short.transcribe(audio, None)
+        assert heard and heard == full.transcribe(audio, None), (text, heard)
+    # a turn longer than 9 s takes the 30 s window (faster-whisper's own path) and is heard whole
+    long_turn = np.concatenate((speak(REQUEST), silence(6000), speak("Shall I book it?")))
+    assert len(long_turn) / RATE > 9.5
+    words = re.findall(r"[a-z]+", short.transcribe(long_turn, None).lower())
+    assert "table" in words and "book" in words, words
 
 
 async def test_whisper_gets_the_sessions_prompt_else_the_configured_one() -> None:
