@@ -92,14 +92,16 @@ def last_of(messages: Sequence[Message], role: str) -> Message | None:
 class GenericScript:
     """Restates the request as done; struggles (vaguely, unsurely) when it is beyond the tier.
 
-    With tools offered and a user message that names one, it calls that tool with the request
-    as its first string parameter (``query`` if none); after a tool result it reports it.
+    With tools offered and a user message that names one, it calls that tool with what follows
+    the name ("call get_weather for Paris": "Paris"; the whole request when nothing does) as its
+    first string parameter (``query`` if none); after a tool result it reports it.
     """
 
     def reply(self, request: TierRequest, skill: float, rng: random.Random) -> Reply:
         last = request.messages[-1] if request.messages else None
         if last is not None and last.role == "tool":
-            return Reply((Segment(f"Here is what I found: {last.content or 'nothing'}."),))
+            found = (last.content or "").strip().rstrip(".!?") or "nothing"
+            return Reply((Segment(f"Here is what I found: {found}."),))
         user = last_of(request.messages, "user")
         text = (user.content or "") if user else ""
         for tool in request.tools:
@@ -107,7 +109,8 @@ class GenericScript:
             name = fn.get("name") if isinstance(fn, dict) else None
             if isinstance(name, str) and name in text:
                 params = fn.get("parameters") if isinstance(fn, dict) else None
-                args = msgspec.json.encode({_text_parameter(params): text}).decode()
+                subject = _after(text, name)
+                args = msgspec.json.encode({_text_parameter(params): subject}).decode()
                 return Reply((), (ScriptedCall(name, args),))
         ack = _ACKS[int(hashlib.blake2b(text.encode(), digest_size=2).hexdigest(), 16) % len(_ACKS)]
         margin = difficulty(text) - skill
@@ -119,6 +122,16 @@ class GenericScript:
         first = re.split(r",| and | unless | but ", restated)[0]
         body = f" I think I can {first}, but I am not sure about the rest of it."
         return Reply((Segment(ack), Segment(body, sure)))
+
+
+_LEAD = re.compile(r"^(?:for|in|about|on|to|with|at)\s+", re.IGNORECASE)
+
+
+def _after(text: str, name: str) -> str:
+    """What the user asked the tool about: the words after its name, less a leading
+    preposition and the closing punctuation; the whole request when nothing follows."""
+    rest = _LEAD.sub("", text.split(name, 1)[1].strip()).rstrip(" .!?")
+    return rest or text
 
 
 def _text_parameter(schema: object) -> str:

@@ -63,7 +63,7 @@ def test_serve_agent_runs_the_example_agents_tool() -> None:
     done = events[-1]["response"]
     assert isinstance(done, dict) and done["status"] == "completed"
     outputs = [i["output"] for i in done["output"] if i["type"] == "function_call_output"]
-    assert outputs == ["Sunny and 21 °C in call get_weather for Paris."]
+    assert outputs == ["Sunny and 21 °C in Paris."]
     created = events[0]
     assert created["type"] == "session.created"
 

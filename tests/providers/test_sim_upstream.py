@@ -111,7 +111,7 @@ async def test_non_streaming_tool_call(sim: RunningUpstream) -> None:
     assert done.choices[0].finish_reason == "tool_calls" and calls
     call = calls[0]
     assert call.type == "function" and call.function.name == "lookup"
-    assert msgspec.json.decode(call.function.arguments) == {"query": "lookup my booking"}
+    assert msgspec.json.decode(call.function.arguments) == {"query": "my booking"}
 
 
 @pytest.mark.anyio
