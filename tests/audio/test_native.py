@@ -163,7 +163,7 @@ def test_whisper_short_window_redoes_a_turn_said_twice() -> None:
 
     turn = [7, 8, 9, 10, 11]
     assert repeats_itself(turn + turn)  # "A table for 3 at 8? A table for 3 at 8?"
-    assert repeats_itself([1, 2] + turn + turn)
+    assert repeats_itself([1, 2, *turn, *turn])
     assert not repeats_itself(turn + turn[:-1])
     assert not repeats_itself([5, 6, 5, 6])  # "no, no": shorter than 3 tokens is speech
     assert not repeats_itself([])
