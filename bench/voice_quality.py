@@ -268,8 +268,14 @@ def markdown(result: dict[str, Any]) -> str:
         "| recogniser | " + " | ".join(variants) + " |",
         "|---|" + "---:|" * len(variants),
     ]
+    lines[2] += " clean, both voices |"
+    lines[3] += "---:|"
     for name, cells in result["stt"].items():
         row = [f"{c['wer']:.1%} ({c['cpu_per_audio_s']:.2f})" for c in cells.values()]
+        # the same sentences in each voice, so the same reference words: the mean is the WER
+        # over all the clean recordings
+        clean = [c["wer"] for v, c in cells.items() if v.endswith("/clean")]
+        row.append(f"{sum(clean) / len(clean):.1%}")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     kinds = ("silence", "white", "pink", "brown")
     lines += [
@@ -291,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.voice_quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
+    p.add_argument("--from-json", default=None, metavar="PATH", help="print a saved result")
     args = p.parse_args(argv)
+    if args.from_json:
+        print(markdown(json.loads(Path(args.from_json).read_text())))
+        return 0
     result = measure(lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
