@@ -1,6 +1,7 @@
 """Speech engines' quality, side by side: WER per recogniser, VAD false speech on noise.
 
-    python -m bench.voice_quality                 # ~3 CPU-minutes; JSON with --json PATH
+    python -m bench.voice_quality                 # ~10 minutes here; JSON with --json PATH
+    python -m bench.voice_quality --from-json PATH  # print a saved run's tables
     python -m bench.voice --quality               # the same, then the latency run
 
 The spoken test set is :data:`SENTENCES` (52 booking-domain requests), each synthesised by
@@ -9,11 +10,13 @@ Piper (the new default voice) and by espeak-ng (the old one), clean and with whi
 (Whisper tiny.en, int8, 1 thread; pocketsphinx) transcribes every recording *in this
 process* (the engines' worker classes, called directly: no IPC in the timing), and
 
-Whisper runs three ways in the same run: ``whisper`` with the server's defaults (greedy, no
-prompt: what a session gets that sets nothing), ``whisper beam5`` (``beam_size = 5``), and
-``whisper +prompt``: the defaults with :data:`BOOKING_PROMPT` as
+Whisper runs several ways in the same run: ``whisper`` with the server's defaults (tiny.en,
+greedy, no prompt, the 10 s window: what a session gets that sets nothing), ``whisper 30 s
+window`` (``short_window = false``: faster-whisper's own path), ``whisper beam5``
+(``beam_size = 5``), ``whisper +prompt``: the defaults with :data:`BOOKING_PROMPT` as
 ``session.audio.input.transcription.prompt``, what a booking agent would set (it names the
-domain, not the test sentences).
+domain, not the test sentences), and ``whisper base`` (``model = "base"``) with and without it.
+The table's last column is the WER over both voices' clean recordings.
 
 - **WER** = word edits / reference words, over the whole set, after normalising both sides
   (lower case, no punctuation, digits and times spelled out: Whisper writes "2" and "7:30");

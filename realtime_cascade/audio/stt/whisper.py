@@ -5,7 +5,8 @@ is downloaded at run time; ``model = "base"`` picks the packaged multilingual Wh
 (:mod:`.packaged`: better on hard voices, twice the CPU), and any other value is a CTranslate2
 Whisper directory. Each
 worker process (:mod:`..workers`) loads it once (~0.7 s) and decodes with ``threads`` CPU
-threads, greedy by default (``beam_size`` 1): about 0.1–0.2 CPU-s per second of audio here.
+threads, greedy by default (``beam_size`` 1): about 0.05 CPU-s per second of audio here
+(base: 0.1).
 ``prompt`` (the session's ``transcription.prompt``, else the configured ``prompt``) is passed
 as Whisper's initial prompt: vocabulary and style hints, such as names or the domain ("a caller
 booking a table at a restaurant"); no prompt by default. ``language`` (the session's) reaches
@@ -13,8 +14,8 @@ the model too ("en" when unset; the ``.en`` models know only English).
 
 **Short turns on a 10 s window.** Whisper's encoder reads a fixed 30 s window, so faster-whisper
 pads a 3 s turn with 27 s of nothing and the encoder's cost is the same for every turn. A turn of
-up to 9 s (nearly all of them) is encoded on a 10 s window instead: about 5× less time per
-transcript, with the same WER on the booking set (docs/voice.md; windows hugging the speech
+up to 9 s (nearly all of them) is encoded on a 10 s window instead: about a quarter of the CPU
+per transcript, with the same WER on the booking set (docs/voice.md; windows hugging the speech
 were much worse, so the window never shrinks below 10 s). The decode is faster-whisper's,
 minus the temperature fallback: a result that faster-whisper would have retried (repetitive,
 or a low mean log-probability), or one that says its end twice (:func:`repeats_itself`), is
