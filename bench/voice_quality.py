@@ -1,6 +1,6 @@
 """Speech engines' quality, side by side: WER per recogniser, VAD false speech on noise.
 
-    python -m bench.voice_quality                 # ~10 minutes here; JSON with --json PATH
+    python -m bench.voice_quality                 # ~15 minutes here; JSON with --json PATH
     python -m bench.voice_quality --from-json PATH  # print a saved run's tables
     python -m bench.voice --quality               # the same, then the latency run
 
